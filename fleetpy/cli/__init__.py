@@ -1,0 +1,1 @@
+"""fleetpy.cli package."""

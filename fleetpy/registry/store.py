@@ -1,0 +1,116 @@
+"""The key-value port under the registry: etcd v2 semantics (CAS, TTL, recursive watch) as a Protocol.
+
+Two implementations: ``EtcdStore`` (python-etcd against a real etcd) and ``MemoryStore`` (in-process, for fast
+tests). The registry is written once over this port, so the fake cannot drift from the real thing; one contract
+suite (tests/registry/test_store_contract.py) runs against both.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Action(enum.StrEnum):
+    GET = "get"
+    SET = "set"
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    EXPIRE = "expire"
+    COMPARE_AND_SWAP = "compareAndSwap"
+    COMPARE_AND_DELETE = "compareAndDelete"
+
+    @property
+    def removes(self) -> bool:
+        return self in (Action.DELETE, Action.EXPIRE, Action.COMPARE_AND_DELETE)
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One etcd node. ``value`` is None for directories."""
+
+    key: str
+    value: str | None
+    modified_index: int
+    ttl: int | None = None
+    is_dir: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One change seen by a watch. For deletes of a directory, ``node.is_dir`` is True."""
+
+    action: Action
+    node: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A recursive read: every leaf under a prefix, sorted by key, and the store index it was read at."""
+
+    index: int
+    nodes: tuple[Node, ...]
+
+
+class IndexCleared(Exception):
+    """The watch index is older than the store's event history (etcd keeps 1000 events): re-read and re-watch."""
+
+
+class KVStore(Protocol):
+    """etcd v2 keys semantics. Keys are absolute paths (``/_coreos.com/fleet/job/x/object``).
+
+    Errors: ``fleetpy.errors.NotFound`` when a key that must exist does not (get_required/delete/update),
+    ``fleetpy.errors.CASConflict`` when a compare fails or a create finds the key, and
+    ``fleetpy.errors.RegistryUnavailable`` when the store cannot be reached.
+    """
+
+    def get(self, key: str) -> Node | None:
+        """The leaf at ``key``, or None."""
+        ...
+
+    def list(self, prefix: str) -> Listing:
+        """Every leaf under ``prefix`` (recursive, sorted by key); empty when the prefix does not exist."""
+        ...
+
+    def set(
+        self,
+        key: str,
+        value: str,
+        *,
+        ttl: int | None = None,
+        prev_exist: bool | None = None,
+        prev_value: str | None = None,
+        prev_index: int | None = None,
+    ) -> Node:
+        """Write ``value``. ``prev_exist=False`` creates only; ``True`` updates only; ``prev_value`` and
+        ``prev_index`` compare-and-swap. ``ttl`` sets an expiry in seconds (None: none)."""
+        ...
+
+    def refresh(self, key: str, ttl: int) -> Node:
+        """Reset the TTL of an existing key without changing its value or firing watches."""
+        ...
+
+    def delete(
+        self,
+        key: str,
+        *,
+        recursive: bool = False,
+        prev_value: str | None = None,
+        prev_index: int | None = None,
+    ) -> None:
+        """Delete a key (or a directory with ``recursive``); compare-and-delete with ``prev_*``."""
+        ...
+
+    def watch(self, prefix: str, *, after_index: int, timeout: float) -> Event | None:
+        """The first change under ``prefix`` with an index greater than ``after_index``, waiting at most
+        ``timeout`` seconds (None on timeout). Raises IndexCleared when ``after_index`` fell out of history."""
+        ...
+
+    def current_index(self) -> int:
+        """The store's current index (etcd's X-Etcd-Index)."""
+        ...
+
+    def close(self) -> None:
+        ...

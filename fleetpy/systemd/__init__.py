@@ -1,0 +1,1 @@
+"""fleetpy.systemd package."""
