@@ -1,0 +1,103 @@
+"""``TreeCache``: an up-to-date local copy of one registry tree, kept current from the watch stream.
+
+Adapter-side helper for the agent and the engine: read the tree once, then apply each watch event to the copy
+instead of re-reading everything per event (fleet issue #804). Re-reads only when the watch index is cleared
+(more than 1000 events behind) or after an error. ``on_change`` fires after each applied event (a loop Trigger).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from fleetpy.errors import FleetError
+from fleetpy.registry.store import Event, IndexCleared, KVStore, Node
+
+log = logging.getLogger("fleetpy.registry.cache")
+
+
+class TreeCache:
+    def __init__(self, store: KVStore, prefix: str, *, on_change: Callable[[Event | None], None] | None = None,
+                 watch_timeout: float = 10.0) -> None:
+        self.store = store
+        self.prefix = prefix.rstrip("/")
+        self.on_change = on_change
+        self.watch_timeout = watch_timeout
+        self._lock = threading.Lock()
+        self._nodes: dict[str, Node] = {}
+        self._index = 0
+        self.loaded = threading.Event()
+        self.reloads = 0
+
+    # -- reading (thread-safe copies) ---------------------------------------------------------------------
+    def nodes(self) -> list[Node]:
+        with self._lock:
+            return [self._nodes[k] for k in sorted(self._nodes)]
+
+    def get(self, key: str) -> Node | None:
+        with self._lock:
+            return self._nodes.get(key)
+
+    @property
+    def index(self) -> int:
+        with self._lock:
+            return self._index
+
+    # -- maintenance --------------------------------------------------------------------------------------
+    def reload(self) -> None:
+        listing = self.store.list(self.prefix)
+        with self._lock:
+            self._nodes = {n.key: n for n in listing.nodes}
+            self._index = listing.index
+        self.reloads += 1
+        self.loaded.set()
+        if self.on_change is not None:
+            self.on_change(None)
+
+    def apply(self, event: Event) -> None:
+        node = event.node
+        with self._lock:
+            if event.action.removes:
+                if node.is_dir or node.key not in self._nodes:
+                    base = node.key.rstrip("/") + "/"
+                    for key in [k for k in self._nodes if k.startswith(base) or k == node.key]:
+                        del self._nodes[key]
+                else:
+                    del self._nodes[node.key]
+            elif not node.is_dir and node.value is not None:
+                self._nodes[node.key] = node
+            self._index = max(self._index, node.modified_index)
+        if self.on_change is not None:
+            self.on_change(event)
+
+    def step(self) -> None:
+        """Wait for one event (or the watch timeout) and apply it; reload when needed."""
+        if not self.loaded.is_set():
+            self.reload()
+            return
+        try:
+            event = self.store.watch(self.prefix, after_index=self.index, timeout=self.watch_timeout)
+        except IndexCleared:
+            log.info("watch on %s fell behind the event history: re-reading", self.prefix)
+            self.reload()
+            return
+        if event is not None:
+            self.apply(event)
+
+    def run(self, stop: threading.Event, *, error_pause: float = 1.0) -> None:
+        """Follow the tree until ``stop``; errors are logged once per outage and retried with a re-read."""
+        failing = False
+        while not stop.is_set():
+            try:
+                if failing:
+                    self.reload()
+                self.step()
+                if failing:
+                    log.info("watch on %s recovered", self.prefix)
+                failing = False
+            except FleetError as err:
+                if not failing:
+                    log.warning("watch on %s failed: %s", self.prefix, err)
+                failing = True
+                stop.wait(error_pause)

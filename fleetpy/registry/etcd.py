@@ -1,0 +1,233 @@
+"""``EtcdStore``: the KVStore port over python-etcd (etcd v2 keys API), with safe retries and endpoint failover.
+
+Adapter layer; the only module that imports ``etcd``. urllib3's automatic retries are off (a retried CAS can
+report a conflict although the first attempt succeeded: lab-notes.md 1). A request that never reached a server
+(connection refused, connect timeout) moves to the next endpoint; an ambiguous failure of a write (read timeout)
+is reported, never silently retried. Every request is logged at DEBUG on ``fleetpy.registry`` (``--debug``).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import etcd
+import urllib3
+
+from fleetpy.errors import CASConflict, NotFound, RegistryError, RegistryUnavailable
+from fleetpy.registry.store import Action, Event, IndexCleared, Listing, Node
+
+log = logging.getLogger("fleetpy.registry")
+logging.getLogger("etcd").setLevel(logging.CRITICAL)  # python-etcd logs every failure as ERROR; we report once
+logging.getLogger("etcd.client").setLevel(logging.CRITICAL)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.ca_file or self.cert_file or self.key_file)
+
+
+def parse_endpoints(spec: str | Sequence[str]) -> list[str]:
+    """``"http://a:2379,http://b:2379"`` (or fleet.conf's ``["a","b"]``) -> validated URL list."""
+    raw = spec.split(",") if isinstance(spec, str) else list(spec)
+    out = []
+    for item in raw:
+        item = item.strip().strip('[]" ')
+        if not item:
+            continue
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise RegistryError(f"invalid etcd endpoint {item!r}: expected http(s)://host:port")
+        out.append(item.rstrip("/"))
+    if not out:
+        raise RegistryError("no etcd endpoint given")
+    return out
+
+
+class EtcdStore:
+    def __init__(self, endpoints: str | Sequence[str], *, timeout: float = 3.0, tls: TLSConfig | None = None,
+                 username: str = "", password: str = "") -> None:
+        self.endpoints = parse_endpoints(endpoints)
+        self.timeout = timeout
+        self.tls = tls or TLSConfig()
+        self._lock = threading.Lock()
+        self._current = 0
+        self._clients = [self._client(url, username, password) for url in self.endpoints]
+        self.requests = 0
+
+    def _client(self, url: str, username: str, password: str) -> etcd.Client:
+        parts = urlsplit(url)
+        client = etcd.Client(host=parts.hostname, port=parts.port or (443 if parts.scheme == "https" else 2379),
+                             protocol=parts.scheme, read_timeout=self.timeout, allow_reconnect=False,
+                             username=username or None, password=password or None)
+        kw: dict[str, Any] = {"num_pools": 4, "maxsize": 16, "retries": False,
+                              "timeout": urllib3.Timeout(connect=self.timeout, read=self.timeout)}
+        if self.tls.ca_file:
+            kw["ca_certs"] = self.tls.ca_file
+            kw["cert_reqs"] = ssl.CERT_REQUIRED
+        if self.tls.cert_file:
+            kw["cert_file"] = self.tls.cert_file
+            kw["key_file"] = self.tls.key_file or None
+        client.http = urllib3.PoolManager(**kw)
+        return client
+
+    # -- request plumbing ---------------------------------------------------------------------------------
+    def _call(self, what: str, fn: Callable[[etcd.Client], T], *, idempotent: bool) -> T:
+        """Run ``fn`` against the current endpoint, failing over to the others where that is safe."""
+        errors: list[str] = []
+        with self._lock:
+            start = self._current
+        for step in range(len(self._clients)):
+            i = (start + step) % len(self._clients)
+            self.requests += 1
+            log.debug("etcd %s via %s", what, self.endpoints[i])
+            try:
+                result = fn(self._clients[i])
+            except etcd.EtcdWatchTimedOut:
+                raise
+            except etcd.EtcdConnectionFailed as err:
+                cause = getattr(err, "cause", None)
+                errors.append(f"{self.endpoints[i]}: {_describe(cause or err)}")
+                if not (idempotent or _never_sent(cause)):
+                    raise RegistryUnavailable(f"etcd {what} failed ({errors[-1]}); outcome unknown") from err
+                continue
+            except etcd.EtcdKeyNotFound as err:
+                raise NotFound(f"{what}: key not found") from err
+            except (etcd.EtcdCompareFailed, etcd.EtcdAlreadyExist, etcd.EtcdNotFile, etcd.EtcdDirNotEmpty,
+                    etcd.EtcdNotDir) as err:
+                raise CASConflict(f"{what}: {err}") from err
+            except etcd.EtcdEventIndexCleared as err:
+                raise IndexCleared(str(err)) from err
+            except etcd.EtcdInsufficientPermissions as err:
+                raise RegistryError(f"etcd {what}: permission denied") from err
+            except etcd.EtcdException as err:
+                message = str(err) or type(err).__name__
+                if "leader" in message.lower() or "timeout" in message.lower():
+                    errors.append(f"{self.endpoints[i]}: {message}")
+                    if idempotent:
+                        continue
+                raise RegistryError(f"etcd {what}: {message}") from err
+            except (urllib3.exceptions.HTTPError, OSError, ValueError) as err:
+                errors.append(f"{self.endpoints[i]}: {_describe(err)}")
+                if idempotent:
+                    continue
+                raise RegistryUnavailable(f"etcd {what} failed ({errors[-1]})") from err
+            with self._lock:
+                self._current = i
+            return result
+        raise RegistryUnavailable("etcd cluster is unavailable or misconfigured: " + "; ".join(errors))
+
+    # -- KVStore ------------------------------------------------------------------------------------------
+    def get(self, key: str) -> Node | None:
+        try:
+            result = self._call(f"GET {key}", lambda c: c.read(key), idempotent=True)
+        except NotFound:
+            return None
+        if result.dir:
+            return None
+        return _node(result)
+
+    def list(self, prefix: str) -> Listing:
+        try:
+            result = self._call(f"GET {prefix} recursive",
+                                lambda c: c.read(prefix, recursive=True, sorted=True), idempotent=True)
+        except NotFound as err:
+            cause = err.__cause__
+            payload = getattr(cause, "payload", None) or {}
+            return Listing(int(payload.get("index", 0) or 0), ())
+        nodes = tuple(_node(leaf) for leaf in result.leaves if not leaf.dir)
+        return Listing(int(result.etcd_index or 0), tuple(sorted(nodes, key=lambda n: n.key)))
+
+    def set(self, key: str, value: str, *, ttl: int | None = None, prev_exist: bool | None = None,
+            prev_value: str | None = None, prev_index: int | None = None) -> Node:
+        kw: dict[str, Any] = {}
+        if prev_exist is not None:
+            kw["prevExist"] = prev_exist
+        if prev_value is not None:
+            kw["prevValue"] = prev_value
+        if prev_index is not None:
+            kw["prevIndex"] = prev_index
+        compare = bool(kw)
+        result = self._call(f"PUT {key}", lambda c: c.write(key, value, ttl=ttl, **kw), idempotent=not compare)
+        return _node(result)
+
+    def refresh(self, key: str, ttl: int) -> Node:
+        result = self._call(f"PUT {key} refresh", lambda c: c.refresh(key, ttl, prevExist=True), idempotent=True)
+        return _node(result)
+
+    def delete(self, key: str, *, recursive: bool = False, prev_value: str | None = None,
+               prev_index: int | None = None) -> None:
+        kw: dict[str, Any] = {}
+        if prev_value is not None:
+            kw["prevValue"] = prev_value
+        if prev_index is not None:
+            kw["prevIndex"] = prev_index
+        self._call(f"DELETE {key}", lambda c: c.delete(key, recursive=recursive or None, **kw),
+                   idempotent=not kw)
+
+    def watch(self, prefix: str, *, after_index: int, timeout: float) -> Event | None:
+        def do(c: etcd.Client) -> Any:
+            return c.read(prefix, wait=True, waitIndex=after_index + 1, recursive=True, timeout=timeout)
+
+        try:
+            result = self._call(f"WATCH {prefix} from {after_index + 1}", do, idempotent=True)
+        except etcd.EtcdWatchTimedOut:
+            return None
+        except NotFound:
+            return None
+        try:
+            action = Action(result.action)
+        except ValueError:
+            action = Action.SET
+        return Event(action, _node(result))
+
+    def current_index(self) -> int:
+        def do(c: etcd.Client) -> Any:
+            return c.api_execute(c.key_endpoint + "/", c._MGET)
+
+        response = self._call("GET index", do, idempotent=True)
+        return int(response.getheader("x-etcd-index") or 0)
+
+    def close(self) -> None:
+        for client in self._clients:
+            try:
+                client.http.clear()
+            except Exception:  # closing must never fail
+                pass
+
+
+def _node(result: Any) -> Node:
+    value = None if result.dir else (result.value if result.value is not None else "")
+    return Node(key=result.key, value=value, modified_index=int(result.modifiedIndex or 0),
+                ttl=int(result.ttl) if result.ttl is not None else None, is_dir=bool(result.dir))
+
+
+def _never_sent(cause: BaseException | None) -> bool:
+    return isinstance(cause, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError
+                      | ConnectionRefusedError)
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(err, urllib3.exceptions.ConnectTimeoutError):
+        return "connect timeout"
+    if isinstance(err, urllib3.exceptions.ReadTimeoutError):
+        return "read timeout"
+    if isinstance(err, urllib3.exceptions.SSLError | ssl.SSLError):
+        return f"TLS error: {err}"
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text[:200]
