@@ -34,7 +34,6 @@ class MemoryStore:
         now = self._clock()
         expired = [k for k, (_, _, exp) in self._data.items() if exp is not None and exp <= now]
         for key in sorted(expired):
-            value, _, _ = self._data[key]
             self._remove(key)
             self._record(Action.EXPIRE, Node(key, None, self._index))
 
