@@ -226,12 +226,13 @@ class Registry:
         """Set ``job/<name>/target`` only if unset (CASConflict otherwise)."""
         self.store.set(self.keys.target(name), machine_id, prev_exist=False)
 
-    def unschedule_unit(self, name: str, machine_id: str) -> None:
-        """Delete the target only if it still names ``machine_id``; a missing target is not an error."""
+    def unschedule_unit(self, name: str, machine_id: str) -> bool:
+        """Delete the target only if it still names ``machine_id``; False when it did not (missing or moved)."""
         try:
             self.store.delete(self.keys.target(name), prev_value=machine_id)
-        except NotFound:
-            pass
+        except (NotFound, CASConflict):
+            return False
+        return True
 
     def set_reason(self, name: str, reason: str) -> None:
         self.store.set(self.keys.reason(name), reason)

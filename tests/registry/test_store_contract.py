@@ -1,0 +1,141 @@
+"""The KVStore contract, run against the in-memory twin and a real etcd: the fake cannot drift."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from fleetpy.errors import CASConflict, NotFound
+from fleetpy.registry.memory import MemoryStore
+from fleetpy.registry.store import Action, IndexCleared, KVStore
+
+
+def test_set_get_roundtrip(store: KVStore, etcd_prefix: str) -> None:
+    key = f"{etcd_prefix}a/b"
+    node = store.set(key, "v1")
+    assert node.value == "v1"
+    got = store.get(key)
+    assert got is not None and got.value == "v1" and got.modified_index == node.modified_index
+    assert store.get(f"{etcd_prefix}missing") is None
+
+
+def test_list_is_recursive_sorted_and_leaves_only(store: KVStore, etcd_prefix: str) -> None:
+    for key in ("z/1", "a/2", "a/1", "m"):
+        store.set(f"{etcd_prefix}t/{key}", key)
+    listing = store.list(f"{etcd_prefix}t")
+    assert [n.key for n in listing.nodes] == [f"{etcd_prefix}t/{k}" for k in ("a/1", "a/2", "m", "z/1")]
+    assert listing.index >= max(n.modified_index for n in listing.nodes)
+    assert store.list(f"{etcd_prefix}nothing").nodes == ()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exists", "error"),
+    [
+        pytest.param({"prev_exist": False}, True, CASConflict, id="create-but-exists"),
+        pytest.param({"prev_exist": False}, False, None, id="create-new"),
+        pytest.param({"prev_exist": True}, False, NotFound, id="update-but-missing"),
+        pytest.param({"prev_exist": True}, True, None, id="update-existing"),
+        pytest.param({"prev_value": "old"}, True, None, id="cas-value-match"),
+        pytest.param({"prev_value": "other"}, True, CASConflict, id="cas-value-mismatch"),
+        pytest.param({"prev_value": "old"}, False, NotFound, id="cas-value-missing"),
+    ],
+)
+def test_set_conditions(store: KVStore, etcd_prefix: str, kwargs: dict[str, object], exists: bool,
+                        error: type[Exception] | None) -> None:
+    key = f"{etcd_prefix}cas"
+    if exists:
+        store.set(key, "old")
+    if error is None:
+        assert store.set(key, "new", **kwargs).value == "new"  # type: ignore[arg-type]
+    else:
+        with pytest.raises(error):
+            store.set(key, "new", **kwargs)  # type: ignore[arg-type]
+        current = store.get(key)
+        assert (current.value if current else None) == ("old" if exists else None)
+
+
+def test_cas_on_index(store: KVStore, etcd_prefix: str) -> None:
+    key = f"{etcd_prefix}idx"
+    first = store.set(key, "a")
+    second = store.set(key, "b", prev_index=first.modified_index)
+    with pytest.raises(CASConflict):
+        store.set(key, "c", prev_index=first.modified_index)
+    store.delete(key, prev_index=second.modified_index)
+    assert store.get(key) is None
+
+
+def test_delete_variants(store: KVStore, etcd_prefix: str) -> None:
+    store.set(f"{etcd_prefix}d/x/1", "1")
+    store.set(f"{etcd_prefix}d/x/2", "2")
+    store.set(f"{etcd_prefix}d/y", "y")
+    with pytest.raises(NotFound):
+        store.delete(f"{etcd_prefix}d/nope")
+    with pytest.raises(CASConflict):
+        store.delete(f"{etcd_prefix}d/y", prev_value="not-y")
+    store.delete(f"{etcd_prefix}d/y", prev_value="y")
+    store.delete(f"{etcd_prefix}d/x", recursive=True)
+    assert store.list(f"{etcd_prefix}d").nodes == ()
+
+
+def test_ttl_expires_and_refresh_extends(store: KVStore, etcd_prefix: str) -> None:
+    if isinstance(store, MemoryStore):
+        now = [0.0]
+        store = MemoryStore(clock=lambda: now[0])
+        key = f"{etcd_prefix}ttl"
+        store.set(key, "v", ttl=2)
+        now[0] = 1.5
+        store.refresh(key, 2)
+        now[0] = 3.0
+        assert store.get(key) is not None
+        now[0] = 4.0
+        assert store.get(key) is None
+        return
+    key = f"{etcd_prefix}ttl"
+    store.set(key, "v", ttl=1)
+    node = store.get(key)
+    assert node is not None and node.ttl is not None and node.ttl <= 1
+    store.refresh(key, 3)
+    time.sleep(1.6)
+    assert store.get(key) is not None
+    deadline = time.monotonic() + 5
+    while store.get(key) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert store.get(key) is None
+
+
+def test_refresh_missing_is_not_found(store: KVStore, etcd_prefix: str) -> None:
+    with pytest.raises(NotFound):
+        store.refresh(f"{etcd_prefix}nope", 5)
+
+
+def test_watch_sees_next_change_under_prefix(store: KVStore, etcd_prefix: str) -> None:
+    store.set(f"{etcd_prefix}w/seed", "0")
+    index = store.current_index()
+    store.set(f"{etcd_prefix}other", "not under the prefix")
+    store.set(f"{etcd_prefix}w/a/b", "1")
+    event = store.watch(f"{etcd_prefix}w", after_index=index, timeout=2)
+    assert event is not None and event.node.key == f"{etcd_prefix}w/a/b" and event.node.value == "1"
+    assert event.action is Action.SET
+    assert store.watch(f"{etcd_prefix}w", after_index=event.node.modified_index, timeout=0.3) is None
+
+
+def test_watch_wakes_on_a_later_write_and_reports_deletes(store: KVStore, etcd_prefix: str) -> None:
+    store.set(f"{etcd_prefix}w/x", "1")
+    index = store.current_index()
+    timer = threading.Timer(0.2, lambda: store.delete(f"{etcd_prefix}w/x"))
+    timer.start()
+    try:
+        event = store.watch(f"{etcd_prefix}w", after_index=index, timeout=3)
+    finally:
+        timer.join()
+    assert event is not None and event.action.removes and event.node.key == f"{etcd_prefix}w/x"
+
+
+def test_watch_index_cleared_after_history(store: KVStore, etcd_prefix: str) -> None:
+    start = store.current_index()
+    for i in range(1010):
+        store.set(f"{etcd_prefix}h/k", str(i))
+    with pytest.raises(IndexCleared):
+        store.watch(f"{etcd_prefix}h", after_index=start, timeout=1)
