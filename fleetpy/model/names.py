@@ -5,6 +5,7 @@ Pure. Rules and messages from fleet-reference.md 2.2 (fleet ``api/units.go`` Val
 
 from __future__ import annotations
 
+import json
 import posixpath
 from dataclasses import dataclass
 
@@ -22,6 +23,11 @@ RECOGNIZED_TYPES = frozenset({"service", "socket", "timer", "path", "device", "m
 _ALLOWED_EXTRA = frozenset(":-_.\\@")
 
 
+def _q(text: str) -> str:
+    """Go's %q for a string: double quotes, control characters escaped (the message stays one line)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
 def validate_name(name: str) -> None:
     """Raise UnitNameError with fleet's message when ``name`` is not a valid unit name."""
     if not name:
@@ -35,9 +41,9 @@ def validate_name(name: str) -> None:
         raise UnitNameError('unit name cannot end in "."')
     suffix = name[dot + 1 :]
     if suffix not in UNIT_TYPES:
-        raise UnitNameError(f'invalid unit type: "{suffix}"')
+        raise UnitNameError(f"invalid unit type: {_q(suffix)}")
     if "@" in name and suffix not in TEMPLATE_TYPES:
-        raise UnitNameError(f'invalid unit type for template: "{suffix}"')
+        raise UnitNameError(f"invalid unit type for template: {_q(suffix)}")
     for ch in name[:dot]:
         if not (ch.isascii() and (ch.isalnum() or ch in _ALLOWED_EXTRA)):
             raise UnitNameError(f"invalid character {ch!r} in unit name")

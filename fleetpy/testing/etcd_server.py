@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -16,6 +17,7 @@ import urllib.request
 from types import TracebackType
 
 from fleetpy.errors import FleetError
+from fleetpy.registry.etcd import TLSConfig
 
 
 def etcd_binary() -> str | None:
@@ -48,7 +50,7 @@ class EtcdServer:
     def url(self) -> str:
         return f"{self.scheme}://{self.host}:{self.client_port}"
 
-    def start(self, timeout: float = 15.0) -> EtcdServer:
+    def start(self, timeout: float = 15.0, tls: TLSConfig | None = None) -> EtcdServer:
         peer = f"http://{self.host}:{self.peer_port}"
         args = [
             self.binary, "--name", self.name, "--data-dir", self.data_dir,
@@ -64,18 +66,20 @@ class EtcdServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise FleetError(f"etcd exited early: {self.log_tail()}")
-            if self.scheme != "http" or self._healthy():
-                if self.scheme == "http":
-                    return self
-                time.sleep(1.0)
+            if self._healthy(tls):
                 return self
             time.sleep(0.05)
         self.stop()
         raise FleetError("etcd did not become healthy in time")
 
-    def _healthy(self) -> bool:
+    def _healthy(self, tls: TLSConfig | None) -> bool:
+        context = None
+        if self.scheme == "https":
+            context = ssl.create_default_context(cafile=tls.ca_file if tls and tls.ca_file else None)
+            if tls and tls.cert_file:
+                context.load_cert_chain(tls.cert_file, tls.key_file or None)
         try:
-            with urllib.request.urlopen(f"{self.url}/v2/keys/", timeout=0.5) as resp:
+            with urllib.request.urlopen(f"{self.url}/v2/keys/", timeout=0.5, context=context) as resp:
                 return bool(resp.status == 200)
         except OSError:
             return False
