@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import traceback
 
@@ -25,9 +26,10 @@ def table(figures: list[Figure]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for f in figures:
         met = {True: "yes", False: "**no**", None: "-"}[f.met]
+        lo, hi = min(f.samples, default=float("nan")), max(f.samples, default=float("nan"))
         lines.append(
-            f"| {f.scenario} | {f.name} ({f.unit}) | {fmt(f.median, f.unit)} | {fmt(min(f.samples, default=float('nan')), f.unit)} "
-            f"| {fmt(max(f.samples, default=float('nan')), f.unit)} | {fmt(f.p90, f.unit)} | {len(f.samples)} "
+            f"| {f.scenario} | {f.name} ({f.unit}) | {fmt(f.median, f.unit)} | {fmt(lo, f.unit)} "
+            f"| {fmt(hi, f.unit)} | {fmt(f.p90, f.unit)} | {len(f.samples)} "
             f"| {f.reference or '-'} | {f.target or '-'} | {met} |")
     return "\n".join(lines)
 
@@ -40,8 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     figures: list[Figure] = []
     failures: list[str] = []
-    import os
-
     for module_name, needs_root in SCENARIOS:
         short = module_name.rsplit(".", 1)[-1]
         if args.only is not None and short not in args.only:
