@@ -162,11 +162,29 @@ def test_endpoint_comes_from_fleet_conf_first_url(etcd_server: EtcdServer, sidek
 
 
 @pytest.mark.etcd
+def test_manager_environment_wins_over_fleet_conf(etcd_server: EtcdServer, sidekicks: list[Sidekick]) -> None:
+    """FLEET_ETCD_SERVERS / FLEET_PUBLIC_IP (fleetpyd's variables, set in the node's manager environment) come
+    before /etc/fleet/fleet.conf, as they do for fleetpyd itself."""
+    require("curl", "curl")
+    dead = f"http://127.0.0.1:{free_port()}"
+    s = Sidekick("demo-mongo-discovery.service", {"FLEET_ETCD_SERVERS": etcd_server.url, "etcd_servers": dead,
+                                                  "FLEET_PUBLIC_IP": "127.0.0.6", "public_ip": "127.0.0.7"})
+    sidekicks.append(s)
+    s.start()
+    node = wait_for(lambda: etcd_get(etcd_server.url, f"services/demo-mongo/{s.hostname}"))
+    assert node["value"] == "127.0.0.6:27017"
+    s.kill()
+    assert s.stop_post().returncode == 0
+    assert etcd_get(etcd_server.url, f"services/demo-mongo/{s.hostname}") is None
+
+
+@pytest.mark.etcd
 def test_explicit_endpoint_wins_over_fleet_conf(etcd_server: EtcdServer, sidekicks: list[Sidekick]) -> None:
     require("curl", "curl")
     dead = f"http://127.0.0.1:{free_port()}"
     s = Sidekick("mongo-discovery.service", {"ETCD_ENDPOINT": etcd_server.url, "etcd_servers": dead,
-                                             "public_ip": "127.0.0.4", "MONGO_PORT": "27018"})
+                                             "FLEET_ETCD_SERVERS": dead, "public_ip": "127.0.0.4",
+                                             "MONGO_PORT": "27018"})
     sidekicks.append(s)
     s.start()
     node = wait_for(lambda: etcd_get(etcd_server.url, f"services/mongo/{s.hostname}"))
