@@ -1,0 +1,115 @@
+"""``FakeUnitManager``: a complete in-memory systemd for tests of the agent, with fault injection.
+
+Adapter twin of ``DBusUnitManager``, no I/O. It models what the agent relies on: files are linked by ``load`` but
+systemd sees new content only after ``reload``; ``start``/``stop`` change the active state at once (as if the job
+finished instantly); units can be made to fail (``kill``), to be rejected by systemd (``reject``), or any call to
+raise (``fail``). Every call is recorded in ``calls`` so tests can count D-Bus round trips.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+
+from fleetpy.errors import SystemdError
+from fleetpy.model.unit import UnitFile
+from fleetpy.systemd.base import NOT_FOUND, SystemdState
+
+
+class FakeUnitManager:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.files: dict[str, UnitFile] = {}  # the units directory (linked, and enabled when [Install])
+        self.enabled: set[str] = set()
+        self.seen: dict[str, UnitFile] = {}  # what systemd has loaded (as of the last reload)
+        self.active: dict[str, tuple[str, str]] = {}  # name -> (ActiveState, SubState) when not inactive/dead
+        self.rejected: set[str] = set()  # names whose content systemd refuses (LoadState bad-setting)
+        self.failures: dict[tuple[str, str], str] = {}  # (call, name or "") -> error message, raised once
+        self.calls: list[tuple[str, str]] = []
+        self.reloads = 0
+
+    # -- test controls ------------------------------------------------------------------------------------
+    def fail(self, call: str, name: str = "", message: str = "injected failure") -> None:
+        """Make the next ``call`` (``load``, ``start``, ...) for ``name`` raise SystemdError."""
+        with self._lock:
+            self.failures[(call, name)] = message
+
+    def reject(self, name: str) -> None:
+        """systemd will report ``bad-setting`` for this unit and refuse to start it."""
+        with self._lock:
+            self.rejected.add(name)
+
+    def kill(self, name: str, *, result: str = "failed") -> None:
+        """The unit's process died: ``failed`` (Restart=no) or ``inactive``."""
+        with self._lock:
+            self.active[name] = ("failed", "failed") if result == "failed" else ("inactive", "dead")
+
+    def count(self, call: str, name: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for c, n in self.calls if c == call and (name is None or n == name))
+
+    # -- internals ----------------------------------------------------------------------------------------
+    def _call(self, call: str, name: str = "") -> None:
+        self.calls.append((call, name))
+        for key in ((call, name), (call, "")):
+            message = self.failures.pop(key, None)
+            if message is not None:
+                raise SystemdError(f"{call} {name}: {message}".replace("  ", " "))
+
+    def _state(self, name: str) -> SystemdState:
+        active, sub = self.active.get(name, ("inactive", "dead"))
+        if name not in self.seen:
+            return SystemdState("not-found", active, sub) if name in self.active else NOT_FOUND
+        load = "bad-setting" if name in self.rejected else "loaded"
+        return SystemdState(load, active, sub)
+
+    # -- UnitManager --------------------------------------------------------------------------------------
+    def load(self, name: str, unit_file: UnitFile) -> None:
+        with self._lock:
+            self._call("load", name)
+            self.files[name] = unit_file
+            if unit_file.has_section("Install"):
+                self.enabled.add(name)
+
+    def unload(self, name: str) -> None:
+        with self._lock:
+            self._call("unload", name)
+            self.active.pop(name, None)  # StopUnit, then ResetFailedUnit
+            self.enabled.discard(name)
+            self.files.pop(name, None)
+
+    def reload(self) -> None:
+        with self._lock:
+            self._call("reload")
+            self.reloads += 1
+            self.seen = dict(self.files)
+
+    def start(self, name: str) -> None:
+        with self._lock:
+            self._call("start", name)
+            if name not in self.seen and name in self.files:  # systemd loads an unknown unit on demand
+                self.seen[name] = self.files[name]
+            if name not in self.seen:
+                raise SystemdError(f"StartUnit {name}: Unit {name} not found.")
+            if name in self.rejected:
+                raise SystemdError(f"StartUnit {name}: Unit {name} has a bad unit file setting.")
+            self.active[name] = ("active", "running")
+
+    def stop(self, name: str) -> None:
+        with self._lock:
+            self._call("stop", name)
+            if name not in self.seen and name not in self.active:
+                raise SystemdError(f"StopUnit {name}: Unit {name} not loaded.")
+            self.active.pop(name, None)
+
+    def states(self, names: Iterable[str]) -> dict[str, SystemdState]:
+        with self._lock:
+            wanted = list(names)
+            if not wanted:
+                return {}
+            self._call("states")
+            return {name: self._state(name) for name in wanted}
+
+    def units(self) -> Mapping[str, str]:
+        with self._lock:
+            return {name: uf.hash for name, uf in sorted(self.files.items())}
