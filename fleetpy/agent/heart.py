@@ -1,0 +1,107 @@
+"""``Heart``: this machine's presence in the registry, ``machines/<id>/object`` with a TTL of agent_ttl.
+
+I/O component. Registers at start (a machine-id already registered by a live agent elsewhere is refused: fleet's
+duplicate machine-id check), refreshes the TTL every ttl/2 (a refresh fires no watch), rewrites the object when
+its content changes (e.g. an autodetected public IP), and removes it on a clean shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from fleetpy.errors import CASConflict, FleetError, NotFound
+from fleetpy.model.records import MachineState
+from fleetpy.registry.registry import Registry
+
+log = logging.getLogger("fleetpy.agent.heart")
+
+
+class DuplicateMachineError(FleetError):
+    """Another live agent is registered with this machine's ID."""
+
+
+class Heart:
+    def __init__(self, *, registry: Registry, machine: Callable[[], MachineState], ttl: int,
+                 takeover: bool = False, reclaim: bool = False, state_every: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``machine`` gives the current machine state (re-read every ``state_every`` s). ``takeover``: the
+        caller holds this machine's local agent lock, so a registration with the same ID and public IP is a
+        previous incarnation of this agent (killed within the TTL) and may be overwritten. ``reclaim``: this
+        process registered it itself (a rebuild after SIGHUP): overwrite whatever is there."""
+        self.registry = registry
+        self.machine_source = machine
+        self.machine = machine()
+        self.ttl = ttl
+        self.takeover = takeover
+        self.reclaim = reclaim
+        self.state_every = state_every
+        self.clock = clock
+        self._state_at = clock()
+        self._failing = ""
+        self.beats = 0
+
+    @property
+    def machine_id(self) -> str:
+        return self.machine.id
+
+    def register(self) -> None:
+        """Create the machine object; DuplicateMachineError when a live machine already holds the ID."""
+        for _ in range(3):
+            try:
+                self.registry.create_machine_state(self.machine, self.ttl)
+                log.info("registered machine %s (public IP %s)", self.machine.id, self.machine.public_ip or "-")
+                return
+            except CASConflict:
+                existing = self.registry.machine(self.machine.id)
+            if existing is None:
+                continue  # expired meanwhile: try again
+            if self.reclaim or (self.takeover and existing.public_ip == self.machine.public_ip):
+                self.registry.set_machine_state(self.machine, self.ttl)
+                log.info("took over the registration of machine %s left by a previous fleetpyd", self.machine.id)
+                return
+            raise DuplicateMachineError(
+                f"machine-id {self.machine.id} is already registered by a machine with public IP "
+                f"{existing.public_ip or '(none)'}: another fleetpyd runs with the same /etc/machine-id "
+                f"(if it is a stale registration, it expires within {self.ttl}s)")
+        raise DuplicateMachineError(f"machine-id {self.machine.id}: registration keeps conflicting")
+
+    def beat(self) -> None:
+        """Refresh the TTL; rewrite the object when the machine's state changed or the object expired."""
+        now = self.clock()
+        if now - self._state_at >= self.state_every:
+            self._state_at = now
+            current = self.machine_source()
+            if current != self.machine:
+                log.info("machine state changed (public IP %s, metadata %s): republishing",
+                         current.public_ip, dict(current.metadata))
+                self.machine = current
+                self.registry.set_machine_state(current, self.ttl)
+                self.beats += 1
+                return
+        try:
+            self.registry.refresh_machine_state(self.machine.id, self.ttl)
+        except NotFound:
+            log.warning("machine object of %s had expired: registering again", self.machine.id)
+            self.registry.set_machine_state(self.machine, self.ttl)
+        self.beats += 1
+
+    def run(self, stop: threading.Event) -> None:
+        """Beat every ttl/2; after a failure, retry every ttl/12 (fleet's monitor), logging once per outage."""
+        while not stop.wait(self.ttl / 2 if not self._failing else max(0.25, self.ttl / 12)):
+            try:
+                self.beat()
+                if self._failing:
+                    log.info("machine heartbeat recovered")
+                self._failing = ""
+            except FleetError as err:
+                if not self._failing:
+                    log.warning("machine heartbeat failed: %s", err)
+                self._failing = str(err) or type(err).__name__
+
+    def leave(self) -> None:
+        """Clean shutdown: remove the machine object."""
+        self.registry.remove_machine_state(self.machine.id)
+        log.info("removed machine %s from the registry", self.machine.id)

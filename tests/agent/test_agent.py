@@ -1,0 +1,258 @@
+"""The agent against a FakeUnitManager and an in-memory registry: what reaches systemd, and what is published."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from fleetpy.model.records import JobState
+from fleetpy.systemd.fake import FakeUnitManager
+from tests.agent.builders import ME, OTHER, unit
+from tests.agent.harness import Harness
+
+L, D, I = JobState.LAUNCHED, JobState.LOADED, JobState.INACTIVE  # noqa: E741
+
+
+@pytest.fixture
+def h() -> Iterator[Harness]:
+    harness = Harness(metadata={"role": "web"})
+    yield harness
+    harness.close()
+
+
+def test_launched_unit_is_loaded_started_and_published(h: Harness) -> None:
+    h.submit(unit("a.service", L))
+    assert h.reconcile() == ["LoadUnit a.service", "ReloadUnitFiles", "StartUnit a.service"]
+    assert h.fake.active["a.service"] == ("active", "running")
+    h.publish()
+    assert h.states() == {"a.service": ("loaded", "active", "running")}
+    assert h.job_state("a.service") == ME
+    state = h.registry.unit_states(unit_name="a.service")[0]
+    assert state.unit_hash == unit("a.service").hash
+    assert h.reconcile() == []
+
+
+def test_loaded_then_started_then_stopped(h: Harness) -> None:
+    h.submit(unit("a.service", D))
+    assert h.reconcile() == ["LoadUnit a.service", "ReloadUnitFiles"]
+    h.publish()
+    assert h.states() == {"a.service": ("loaded", "inactive", "dead")}
+    h.set_state("a.service", L)
+    assert h.reconcile() == ["StartUnit a.service"]
+    h.set_state("a.service", D)
+    assert h.reconcile() == ["StopUnit a.service"]
+    h.publish()
+    assert h.states() == {"a.service": ("loaded", "inactive", "dead")}
+    assert h.job_state("a.service") is None
+
+
+def test_unit_scheduled_elsewhere_or_unscheduled_is_left_alone(h: Harness) -> None:
+    h.submit(unit("a.service", L), target=OTHER)
+    h.submit(unit("b.service", L), target=None)
+    assert h.reconcile() == []
+    assert h.fake.calls == []
+
+
+@pytest.mark.parametrize("how", ["destroy", "unschedule", "inactive", "moved"])
+def test_unit_leaving_this_machine_is_unloaded_and_its_state_removed(h: Harness, how: str) -> None:
+    h.submit(unit("a.service", L))
+    h.reconcile()
+    h.publish()
+    assert "a.service" in h.states()
+    if how == "destroy":
+        h.registry.destroy_unit("a.service")
+    elif how == "unschedule":
+        h.registry.unschedule_unit("a.service", ME)
+    elif how == "inactive":
+        h.set_state("a.service", I)
+    else:
+        h.registry.unschedule_unit("a.service", ME)
+        h.registry.schedule_unit("a.service", OTHER)
+    assert h.reconcile() == ["UnloadUnit a.service", "ReloadUnitFiles"]
+    assert "a.service" not in h.fake.files and "a.service" not in h.fake.active
+    h.publish()
+    assert h.states() == {}
+    assert h.registry.store.get(h.registry.keys.legacy_state("a.service")) is None
+    if how != "destroy":
+        assert h.job_state("a.service") is None
+
+
+def test_replaced_content_is_unloaded_loaded_and_restarted(h: Harness) -> None:
+    h.submit(unit("a.service", L, "v1"))
+    h.reconcile()
+    h.registry.create_unit(unit("a.service", L, "v2"))
+    assert h.reconcile() == ["UnloadUnit a.service", "LoadUnit a.service", "ReloadUnitFiles", "StartUnit a.service"]
+    assert h.fake.files["a.service"] == unit("a.service", L, "v2").unit_file
+    h.publish()
+    assert h.registry.unit_states(unit_name="a.service")[0].unit_hash == unit("a.service", L, "v2").hash
+
+
+def test_many_units_one_daemon_reload_and_one_state_query_per_poll(h: Harness) -> None:
+    for i in range(50):
+        h.submit(unit(f"u{i:02d}.service", L))
+    tasks = h.reconcile()
+    assert tasks.count("ReloadUnitFiles") == 1 and len(tasks) == 101
+    before = h.fake.count("states")
+    h.publish()
+    assert h.fake.count("states") == before + 1
+    assert len(h.states()) == 50
+
+
+def test_unchanged_states_are_not_rewritten_but_refreshed(h: Harness) -> None:
+    h.submit(unit("a.service", L))
+    h.reconcile()
+    h.publish()
+    index = h.memory.current_index()
+    h.store.calls.clear()
+    h.publish()
+    assert h.memory.current_index() == index  # nothing written
+    h.publisher.refresh()
+    assert h.publisher.writer.flush(5.0)
+    assert "set" not in h.store.calls and h.store.calls.count("refresh") == 2  # the state and the heartbeat
+
+
+def test_restarted_agent_leaves_running_units_alone(h: Harness) -> None:
+    h.submit(unit("a.service", L))
+    h.submit(unit("b.service", D))
+    h.reconcile()
+    h.publish()
+    starts = h.fake.count("start")
+    again = Harness(manager=h.fake, memory=h.memory, metadata={"role": "web"})
+    try:
+        again.publisher.adopt()
+        assert again.reconcile() == []
+        assert h.fake.count("start") == starts and h.fake.count("reload") == 1
+        again.publish()
+        # the adopted states were already right: nothing rewritten; the heartbeat of a is refreshed, not set
+        assert "set" not in again.store.calls and again.store.calls.count("refresh") == 1
+        assert again.job_state("a.service") == ME
+    finally:
+        again.close()
+
+
+def test_restarted_agent_reloads_a_file_systemd_does_not_know(h: Harness) -> None:
+    fake = FakeUnitManager()
+    fake.files["a.service"] = unit("a.service").unit_file  # left in the units directory, not linked
+    again = Harness(manager=fake)
+    again.submit(unit("a.service", L))
+    try:
+        assert again.reconcile() == ["UnloadUnit a.service", "LoadUnit a.service", "ReloadUnitFiles",
+                                     "StartUnit a.service"]
+    finally:
+        again.close()
+
+
+def test_restarted_agent_unloads_what_is_no_longer_scheduled(h: Harness) -> None:
+    h.submit(unit("a.service", L))
+    h.reconcile()
+    h.publish()
+    h.registry.destroy_unit("a.service")
+    again = Harness(manager=h.fake, memory=h.memory)
+    try:
+        again.publisher.adopt()
+        assert again.reconcile() == ["UnloadUnit a.service", "ReloadUnitFiles"]
+        again.publish()
+        assert again.states() == {}
+    finally:
+        again.close()
+
+
+def test_a_failed_task_halts_the_pass_and_the_next_pass_goes_on(h: Harness) -> None:
+    for name in ("a.service", "b.service", "c.service"):
+        h.submit(unit(name, L))
+    h.fake.fail("start", "b.service", "Unit b.service has a bad unit file setting.")
+    assert h.reconcile() == ["LoadUnit a.service", "LoadUnit b.service", "LoadUnit c.service", "ReloadUnitFiles",
+                             "StartUnit a.service"]
+    assert h.agent.trigger.wait(0)  # progress was made: the loop runs again at once
+    assert h.reconcile() == ["StartUnit c.service"]  # b is not retried (fleet sets the target state first)
+    assert h.reconcile() == []
+
+
+def test_unit_systemd_rejects_shows_the_load_error_and_others_run(h: Harness) -> None:
+    h.fake.reject("bad.service")
+    h.submit(unit("bad.service", L))
+    h.submit(unit("good.service", L))
+    h.reconcile()
+    h.reconcile()
+    h.publish()
+    assert h.states() == {"bad.service": ("bad-setting", "inactive", "dead"),
+                          "good.service": ("loaded", "active", "running")}
+
+
+def test_failed_unit_is_published_as_failed_and_not_restarted(h: Harness) -> None:
+    h.submit(unit("a.service", L))
+    h.reconcile()
+    h.fake.kill("a.service")
+    assert h.reconcile() == []
+    h.publish()
+    assert h.states() == {"a.service": ("loaded", "failed", "failed")}
+
+
+def test_global_units_follow_metadata_including_dynamic_metadata(h: Harness) -> None:
+    h.submit(unit("web.service", L, Global="true", MachineMetadata="role=web"), target=None)
+    h.submit(unit("db.service", L, Global="true", MachineMetadata="role=db"), target=None)
+    h.submit(unit("all.service", L, Global="true"), target=None)
+    assert h.reconcile() == ["LoadUnit all.service", "LoadUnit web.service", "ReloadUnitFiles",
+                             "StartUnit all.service", "StartUnit web.service"]
+    h.registry.set_machine_metadata(ME, "role", "db")
+    assert h.reconcile() == ["UnloadUnit web.service", "LoadUnit db.service", "ReloadUnitFiles",
+                             "StartUnit db.service"]
+
+
+def test_conflicting_units_skip_the_later_one(h: Harness) -> None:
+    h.submit(unit("a.service", L))
+    h.submit(unit("b.service", L, Conflicts="a.service"))
+    assert h.reconcile() == ["LoadUnit a.service", "ReloadUnitFiles", "StartUnit a.service"]
+    h.registry.destroy_unit("a.service")
+    assert h.reconcile() == ["UnloadUnit a.service", "LoadUnit b.service", "ReloadUnitFiles",
+                             "StartUnit b.service"]
+
+
+def test_install_section_enables_the_unit(h: Harness) -> None:
+    from fleetpy.model.records import Unit
+    from tests.agent.builders import unit_file
+
+    h.submit(Unit("side.service", unit_file(install=True), D))
+    h.reconcile()
+    assert "side.service" in h.fake.enabled
+
+
+def test_job_events_wake_the_loop_but_heartbeats_do_not(h: Harness) -> None:
+    h.jobs.on_change = h.agent.on_job_event
+    h.jobs.reload()
+    assert h.agent.trigger.wait(0)
+    h.registry.unit_heartbeat("a.service", ME, 30)
+    h.jobs.step()
+    assert not h.agent.trigger.wait(0)
+    h.registry.set_target_state("a.service", L)
+    h.jobs.step()
+    assert h.agent.trigger.wait(0)
+
+
+def test_etcd_outage_keeps_units_running_and_reconverges(h: Harness) -> None:
+    h.submit(unit("a.service", L))
+    h.reconcile()
+    h.publish()
+    h.store.down = True
+    h.publisher.kick()
+    h.fake.kill("a.service")
+    assert [o.task for o in h.agent.reconcile()] == []  # from the caches: nothing unloaded
+    h.publisher.poll()
+    assert not h.publisher.writer.flush(0.3)  # the write is being retried
+    assert "a.service" in h.fake.files
+    h.store.down = False
+    assert h.publisher.writer.flush(15.0)
+    assert h.states() == {"a.service": ("loaded", "failed", "failed")}
+
+
+def test_purge_unloads_everything_and_removes_states(h: Harness) -> None:
+    h.submit(unit("a.service", L))
+    h.submit(unit("b.service", D))
+    h.reconcile()
+    h.publish()
+    h.agent.purge()
+    assert h.publisher.purge(5.0)
+    assert h.fake.files == {} and h.fake.active == {}
+    assert h.states() == {}
+    assert h.job_state("a.service") is None
