@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from fleetpy.client.errors import UnitNotFound
 from fleetpy.engine.cluster import ClusterState
@@ -17,7 +18,24 @@ from fleetpy.errors import NotFound
 from fleetpy.model.names import is_valid_name
 from fleetpy.model.records import JobState, MachineState, ScheduledUnit, Unit, UnitState
 from fleetpy.model.unit import UnitFile
-from fleetpy.registry.registry import JobRecord, Registry
+from fleetpy.registry.registry import JobRecord
+
+
+class RegistryPort(Protocol):
+    """The registry operations a client needs: ``fleetpy.registry.Registry`` (etcd driver) has them, and so does
+    the HTTP API driver."""
+
+    def units(self) -> list[Unit]: ...
+    def unit(self, name: str) -> Unit | None: ...
+    def job(self, name: str) -> JobRecord | None: ...
+    def schedule(self) -> list[ScheduledUnit]: ...
+    def scheduled_unit(self, name: str) -> ScheduledUnit | None: ...
+    def unit_states(self, *, machine_id: str | None = None, unit_name: str | None = None) -> list[UnitState]: ...
+    def machines(self) -> list[MachineState]: ...
+    def reasons(self) -> dict[str, str]: ...
+    def create_unit(self, unit: Unit) -> None: ...
+    def set_target_state(self, name: str, state: JobState) -> None: ...
+    def destroy_unit(self, name: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +63,7 @@ class Verdict:
 class FleetClient:
     """The client port over one registry. Close it (or use it as a context manager) to release the store."""
 
-    def __init__(self, registry: Registry, *, closers: Iterable[Callable[[], None]] = ()) -> None:
+    def __init__(self, registry: RegistryPort, *, closers: Iterable[Callable[[], None]] = ()) -> None:
         self.registry = registry
         self._closers = list(closers)
         self._machines: dict[str, MachineState] | None = None

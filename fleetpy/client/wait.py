@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from fleetpy.client.api import FleetClient
 from fleetpy.client.report import Reporter
 from fleetpy.errors import UsageError
-from fleetpy.model.records import JobState, Unit, UnitState
-from fleetpy.registry.registry import current_state
+from fleetpy.model.records import JobState, ScheduledUnit, Unit, UnitState
 
 POLL_SECONDS = 0.25
 ATTEMPT_SECONDS = 2.0
@@ -111,20 +110,17 @@ class Waiter:
         return f"{message} (not scheduled: {reason})" if reason else message
 
     def _observe(self, units: Sequence[Unit]) -> dict[str, _Seen]:
-        if len(units) > BULK_THRESHOLD:
-            jobs = self.client.registry.jobs()
-            need_states = any(not u.is_global and (j := jobs.get(u.name)) and j.target for u in units)
-            states = self.client.registry.unit_states_map() if need_states else {}
+        if len(units) > BULK_THRESHOLD:  # two or three requests whatever the number of units
+            schedule = self.client.schedule()
+            targets = {u.name: u.target_state for u in self.client.units()} if any(u.is_global for u in units) \
+                else {}
             out = {}
             for u in units:
-                job = jobs.get(u.name)
-                if job is None:
-                    out[u.name] = _Seen("", "", None)
-                elif u.is_global:
-                    out[u.name] = _Seen(job.target_state.value, "", None)
+                if u.is_global:
+                    target = targets.get(u.name)
+                    out[u.name] = _Seen(target.value if target else "", "", None)
                 else:
-                    current = current_state(job, states).value
-                    out[u.name] = _Seen(current, current, job.target)
+                    out[u.name] = self._seen(schedule.get(u.name))
             return out
         result = {}
         for u in units:
@@ -132,10 +128,14 @@ class Waiter:
                 job = self.client.job(u.name)
                 result[u.name] = _Seen(job.target_state.value if job else "", "", None)
             else:
-                sched = self.client.scheduled_unit(u.name)
-                current = sched.current_state.value if sched else ""
-                result[u.name] = _Seen(current, current, sched.target_machine if sched else None)
+                result[u.name] = self._seen(self.client.scheduled_unit(u.name))
         return result
+
+    @staticmethod
+    def _seen(sched: ScheduledUnit | None) -> _Seen:
+        if sched is None:
+            return _Seen("", "", None)
+        return _Seen(sched.current_state.value, sched.current_state.value, sched.target_machine)
 
     def _line(self, name: str, seen: _Seen) -> str:
         line = f"Unit {name} {seen.shown}"
