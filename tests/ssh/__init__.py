@@ -1,0 +1,1 @@
+"""Tests of fleetpy.ssh and the remote commands (status, journal, ssh)."""
