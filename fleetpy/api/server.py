@@ -31,6 +31,7 @@ log = logging.getLogger("fleetpy.api")
 DEFAULT_SOCKET = "/var/run/fleet.sock"
 MAX_BODY = 1024 * 1024
 IDLE_TIMEOUT = 30.0
+POLL_INTERVAL = 0.05  # how quickly close() stops the accept loops
 
 
 class _App:
@@ -63,11 +64,13 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        log.debug("HTTP %s %s -> %s", self.command, self.path, code)
+        log.debug("HTTP %s -> %s", getattr(self, "requestline", ""), code)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Protocol-level errors (bad request line, headers too long...) in fleet's JSON, connection closed."""
         self.close_connection = True
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # unparsable request line: still answer with a status line
         self._write(Response(code, error_body(code, message or "")))
 
     def handle_expect_100(self) -> bool:
@@ -141,10 +144,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(response.body)
 
 
+def _log_error(request: object, client_address: object) -> None:
+    """A connection died mid-request (client gone, timeout): one debug line, no traceback on stderr."""
+    log.debug("API connection error from %s", client_address or "unix", exc_info=True)
+
+
 class _TCPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     app: _App
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        _log_error(request, client_address)
 
     def server_bind(self) -> None:  # skip HTTPServer's getfqdn(): a reverse lookup per start is not needed
         socketserver.TCPServer.server_bind(self)
@@ -155,6 +166,9 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     block_on_close = False
     app: _App
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        _log_error(request, client_address)
 
 
 def _serve_on(sock: socket.socket, app: _App, *, idle_timeout: float, name: str | None = None
@@ -241,7 +255,7 @@ class ApiServer:
             own_unix = sock.family == socket.AF_UNIX and sock not in self.inherited
             server = _serve_on(sock, self._app, idle_timeout=self.idle_timeout,
                                name=self.socket_path if own_unix else None)
-            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": POLL_INTERVAL},
                                       name=f"fleetpy-api-{len(self._threads)}", daemon=True)
             self._servers.append(server)
             self._threads.append(thread)
@@ -260,8 +274,12 @@ class ApiServer:
         return out
 
     def close(self) -> None:
+        stoppers = [threading.Thread(target=server.shutdown, daemon=True) for server in self._servers]
+        for stopper in stoppers:  # in parallel: each shutdown() waits up to one poll interval
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
         for server in self._servers:
-            server.shutdown()
             server.server_close()
         for thread in self._threads:
             thread.join(timeout=5)
