@@ -1,0 +1,92 @@
+"""Machine presence: registration, duplicate machine-id, takeover of our own stale registration, refresh, leave."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleetpy.agent.heart import DuplicateMachineError, Heart
+from fleetpy.model.records import MachineState
+from fleetpy.registry.memory import MemoryStore
+from fleetpy.registry.registry import Registry
+from fleetpy.testing import FakeClock
+from tests.agent.builders import ME
+
+
+def heart(registry: Registry, ip: str = "10.0.0.1", **kw: object) -> Heart:
+    machine = MachineState(ME, public_ip=ip, metadata={"role": "web"}, version="0.1.0")
+    return Heart(registry=registry, machine=lambda: machine, ttl=30, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def registry() -> Registry:
+    return Registry(MemoryStore(), "/fleet-test/")
+
+
+def test_register_publishes_fleets_machine_object(registry: Registry) -> None:
+    heart(registry).register()
+    node = registry.store.get(registry.keys.machine_object(ME))
+    assert node is not None and node.ttl == 30
+    assert node.value == ('{"ID":"' + ME + '","PublicIP":"10.0.0.1","Metadata":{"role":"web"},'
+                          '"Capabilities":{"DISABLE_ENGINE":false,"GRPC":false},"Version":"0.1.0"}')
+
+
+def test_duplicate_machine_id_is_refused_with_one_line(registry: Registry) -> None:
+    heart(registry, "10.0.0.2").register()
+    with pytest.raises(DuplicateMachineError) as info:
+        heart(registry, "10.0.0.1", takeover=True).register()
+    assert "already registered" in str(info.value) and "10.0.0.2" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_same_ip_without_the_local_lock_is_refused(registry: Registry) -> None:
+    heart(registry).register()
+    with pytest.raises(DuplicateMachineError):
+        heart(registry, takeover=False).register()
+
+
+def test_own_stale_registration_is_taken_over(registry: Registry) -> None:
+    heart(registry).register()
+    heart(registry, takeover=True).register()
+    heart(registry, "10.9.9.9", reclaim=True).register()
+    machine = registry.machine(ME)
+    assert machine is not None and machine.public_ip == "10.9.9.9"
+
+
+def test_beat_refreshes_and_recreates_after_expiry() -> None:
+    clock = FakeClock()
+    registry = Registry(MemoryStore(clock=clock), "/fleet-test/")
+    h = heart(registry)
+    h.register()
+    index = registry.store.get(registry.keys.machine_object(ME)).modified_index  # type: ignore[union-attr]
+    clock.advance(20)
+    h.beat()
+    node = registry.store.get(registry.keys.machine_object(ME))
+    assert node is not None and node.ttl == 30 and node.modified_index > index
+    clock.advance(31)
+    assert registry.machine(ME) is None
+    h.beat()
+    assert registry.machine(ME) is not None
+
+
+def test_changed_machine_state_is_rewritten() -> None:
+    clock = FakeClock()
+    registry = Registry(MemoryStore(clock=clock), "/fleet-test/")
+    ips = iter(["10.0.0.1", "10.0.0.7"])
+    current = {"ip": next(ips)}
+    h = Heart(registry=registry, machine=lambda: MachineState(ME, public_ip=current["ip"]), ttl=30,
+              state_every=60, clock=clock)
+    h.register()
+    current["ip"] = next(ips)
+    h.beat()
+    assert registry.machine(ME).public_ip == "10.0.0.1"  # type: ignore[union-attr]
+    clock.advance(61)
+    h.beat()
+    assert registry.machine(ME).public_ip == "10.0.0.7"  # type: ignore[union-attr]
+
+
+def test_leave_removes_the_machine(registry: Registry) -> None:
+    h = heart(registry)
+    h.register()
+    h.leave()
+    assert registry.machine(ME) is None
+    h.leave()  # idempotent
