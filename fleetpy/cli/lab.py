@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import shlex
 import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -112,7 +111,7 @@ def exec_cmd(lab: Lab, node: str, command: tuple[str, ...]) -> None:
     if not argv:
         raise click.UsageError("no command given: fleetpy lab exec NODE -- COMMAND...")
     proc = lab.exec(node, argv, capture=False, timeout=None)
-    sys.exit(proc.returncode)
+    click.get_current_context().exit(proc.returncode)
 
 
 @lab.command("ssh", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -126,7 +125,7 @@ def ssh_cmd(lab: Lab, node: str, command: tuple[str, ...]) -> None:
         proc = subprocess.run(argv, check=False)
     except FileNotFoundError as err:
         raise LabError("ssh not found: apt-get install openssh-client") from err
-    sys.exit(proc.returncode)
+    click.get_current_context().exit(proc.returncode)
 
 
 @lab.command()

@@ -52,7 +52,7 @@ class Host:
     """What the lab asks of the machine; every field can be replaced in tests."""
 
     which: Callable[[str], str | None] = _default_which
-    geteuid: Callable[[], int] = os.geteuid
+    geteuid: Callable[[], int] = field(default=lambda: os.geteuid())
     systemd_candidates: Sequence[str] = SYSTEMD_CANDIDATES
     cgroup2_mounted: Callable[[], bool] = field(default=lambda: _has_cgroup2())
 
