@@ -1,3 +1,3 @@
 """Shared pytest configuration: fixture plugins for real etcd and the lab."""
 
-pytest_plugins = ["tests.plugins.etcd"]
+pytest_plugins = ["tests.plugins.etcd", "tests.plugins.lab"]
