@@ -62,6 +62,10 @@ class Host:
             raise LabError(f"{name} not found: apt-get install {REQUIRED.get(name, name)}")
         return path
 
+    def require_root(self) -> None:
+        if self.geteuid() != 0:
+            raise LabError("the lab needs root (namespaces, cgroups, bridges): run it with sudo or as root")
+
     def systemd(self) -> str:
         for path in self.systemd_candidates:
             if os.access(path, os.X_OK):
@@ -76,8 +80,7 @@ def _has_cgroup2() -> bool:
 
 def preflight(host: Host) -> None:
     """Raise one LabError line listing everything missing; creates nothing."""
-    if host.geteuid() != 0:
-        raise LabError("the lab needs root (namespaces, cgroups, bridges): run it with sudo or as root")
+    host.require_root()
     missing: list[str] = []
     for name, package in REQUIRED.items():
         if host.which(name) is None:

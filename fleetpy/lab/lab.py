@@ -55,6 +55,7 @@ class Lab:
         record = read_record(self.paths)
         if record is None:
             return False
+        self.host.require_root()
         lifecycle.teardown(self.paths, record, self.host)
         return True
 
@@ -63,6 +64,7 @@ class Lab:
         return read_record(self.paths) is not None
 
     def status(self) -> LabStatus:
+        self.host.require_root()
         return gather(self.paths, self.record)
 
     # -- what it is ------------------------------------------------------------------------------------------
@@ -163,17 +165,22 @@ class Lab:
         faults.start(self.paths, self.record, self.host, self._node(node))
 
     def cut(self, node: str) -> None:
+        self.host.require_root()
         faults.cut(self.record, node)
 
     def heal(self, node: str) -> None:
+        self.host.require_root()
         faults.heal(self.record, node)
 
     def etcd_stop(self, member: str) -> None:
+        self.host.require_root()
         faults.etcd_stop(self.paths, self.record, member)
 
     def etcd_start(self, member: str) -> None:
+        self.host.require_root()
         faults.etcd_start(self.paths, self.record, self.host, member)
 
     def _node(self, node: str) -> Node:
+        self.host.require_root()
         record = self.record
         return Node(record.name, self.paths, record.node(node))

@@ -20,7 +20,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -111,6 +111,9 @@ class NodeRecord:
     veth: str
     metadata: Mapping[str, str] = field(default_factory=lambda: _frozen(None))
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metadata", _frozen(self.metadata))
+
 
 @dataclass(frozen=True, slots=True)
 class EtcdMember:
@@ -134,6 +137,9 @@ class LabRecord:
     agent_env: Mapping[str, str] = field(default_factory=lambda: _frozen(None))
     netns_dir_created: bool = False
     version: int = RECORD_VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "agent_env", _frozen(self.agent_env))
 
     def node(self, name: str) -> NodeRecord:
         for node in self.nodes:
@@ -161,12 +167,18 @@ class LabRecord:
         return [self.client_url(m) for m in self.etcd]
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    return value
+
+
 def record_to_json(record: LabRecord) -> str:
-    data: dict[str, Any] = asdict(record)
-    data["agent_env"] = dict(record.agent_env)
-    for node, raw in zip(record.nodes, data["nodes"], strict=True):
-        raw["metadata"] = dict(node.metadata)
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+    return json.dumps(_plain(record), indent=2, sort_keys=True) + "\n"
 
 
 def record_from_json(text: str) -> LabRecord:

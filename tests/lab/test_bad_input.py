@@ -32,6 +32,19 @@ def test_not_root_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "nr").exists()
 
 
+def test_not_root_cannot_touch_an_existing_lab(tmp_path: Path) -> None:
+    node = lab_state.NodeRecord("node1", 1, "node1", "10.77.0.11", "ab" * 16, "fp-x-n1", "fpv-x-1")
+    record = lab_state.LabRecord("x", "10.77.0.0/24", "fpb-x", "10.77.0.1", (node,), (), ())
+    lab_state.write_record(lab_state.LabPaths(tmp_path), record)
+    lab = Lab("x", tmp_path, host=Host(geteuid=lambda: 1000))
+    assert lab.nodes == ["node1"] and lab.node_ip("node1") == "10.77.0.11"  # reading the record is fine
+    for action in (lab.down, lab.status, lambda: lab.exec("node1", ["true"]), lambda: lab.kill("node1"),
+                   lambda: lab.cut("node1"), lambda: lab.etcd_stop("etcd1")):
+        with pytest.raises(LabError, match="needs root"):
+            action()
+    assert (tmp_path / "lab.json").exists()
+
+
 def test_missing_etcd_names_the_package(tmp_path: Path) -> None:
     real = Host()
     host = Host(which=lambda name: None if name == "etcd" else real.which(name) or f"/usr/bin/{name}",
