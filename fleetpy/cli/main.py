@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from fleetpy import __version__
-from fleetpy.cli import cmd_cat, cmd_explain, cmd_list, cmd_units, cmd_verify, exits
+from fleetpy.cli import cmd_cat, cmd_explain, cmd_list, cmd_remote, cmd_units, cmd_verify, exits
 from fleetpy.cli.context import CliEnv
 from fleetpy.cli.lab import lab
 from fleetpy.cli.options import FleetCommand, rewrite_bool_values
@@ -132,7 +132,7 @@ def _env(name: str) -> str:
     return "FLEETCTL_" + name.upper().replace("-", "_")
 
 
-@click.group(cls=FleetGroup, invoke_without_command=True, no_args_is_help=False,
+@click.group(PROG, cls=FleetGroup, invoke_without_command=True, no_args_is_help=False,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
 @click.version_option(__version__, "--version", "-v", message=f"{PROG} version %(version)s")
 @click.option("--endpoint", default=DEFAULT_ENDPOINT, envvar=_env("endpoint"), show_default=True,
@@ -212,6 +212,9 @@ for _module in (cmd_units, cmd_list, cmd_cat, cmd_verify, cmd_explain):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 cli.add_command(lab)
+cli.add_command(cmd_remote.status)
+cli.add_command(cmd_remote.journal)
+cli.add_command(cmd_remote.ssh)
 
 
 def main(argv: list[str] | None = None) -> int:

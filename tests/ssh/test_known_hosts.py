@@ -29,15 +29,16 @@ def no_terminal(question: str) -> bool:
     raise NoTerminal
 
 
-def answer(text: str) -> object:
-    asked: list[str] = []
+class answer:  # lower case: reads as a function in the tests
+    """A Confirm that gives a fixed reply and remembers the questions."""
 
-    def confirm(question: str) -> bool:
-        asked.append(question)
-        return text.strip().lower() in ("y", "yes")
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.asked: list[str] = []
 
-    confirm.asked = asked  # type: ignore[attr-defined]
-    return confirm
+    def __call__(self, question: str) -> bool:
+        self.asked.append(question)
+        return self.text.strip().lower() in ("y", "yes")
 
 
 @pytest.mark.parametrize(("host", "port", "entry"), [
@@ -65,8 +66,8 @@ def test_unknown_host_refused_without_terminal(tmp_path: Path, key: paramiko.PKe
 def test_unknown_host_accepted_on_yes_and_remembered(tmp_path: Path, key: paramiko.PKey, reply: str) -> None:
     path = tmp_path / "sub" / "kh"
     confirm = answer(reply)
-    KnownHosts(path, confirm=confirm).verify("h", 2222, key)  # type: ignore[arg-type]
-    assert "can't be established" in confirm.asked[0] and fingerprint(key) in confirm.asked[0]  # type: ignore[attr-defined]
+    KnownHosts(path, confirm=confirm).verify("h", 2222, key)
+    assert "can't be established" in confirm.asked[0] and fingerprint(key) in confirm.asked[0]
     assert path.read_text() == f"[h]:2222 {key.get_name()} {key.get_base64()}\n"
     assert path.parent.stat().st_mode & 0o777 == 0o700
     KnownHosts(path, confirm=no_terminal).verify("h", 2222, key)  # known now: no question
@@ -76,7 +77,7 @@ def test_unknown_host_accepted_on_yes_and_remembered(tmp_path: Path, key: parami
 def test_unknown_host_refused_on_anything_but_yes(tmp_path: Path, key: paramiko.PKey, reply: str) -> None:
     path = tmp_path / "kh"
     with pytest.raises(HostKeyError, match="was not accepted"):
-        KnownHosts(path, confirm=answer(reply)).verify("h", 22, key)  # type: ignore[arg-type]
+        KnownHosts(path, confirm=answer(reply)).verify("h", 22, key)
     assert not path.exists()
 
 
@@ -92,7 +93,7 @@ def test_changed_key_always_refused(tmp_path: Path, key: paramiko.PKey, other_ke
     path = tmp_path / "kh"
     KnownHosts(path, strict=False).add("h", 22, key)
     with pytest.raises(HostKeyError, match="host key for h has CHANGED") as err:
-        KnownHosts(path, strict=strict, confirm=answer("yes")).verify("h", 22, other_key)  # type: ignore[arg-type]
+        KnownHosts(path, strict=strict, confirm=answer("yes")).verify("h", 22, other_key)
     assert "\n" not in str(err.value) and fingerprint(other_key) in str(err.value)
     assert path.read_text().count("\n") == 1  # not recorded
 
@@ -126,7 +127,7 @@ def test_sshd_unknown_host_refused_without_terminal(sshd: SSHServer, tmp_path: P
 
 def test_sshd_accepted_once_added(sshd: SSHServer, tmp_path: Path) -> None:
     path = tmp_path / "kh"
-    with connect(sshd.host, sshd.port, sshd.config(known_hosts=KnownHosts(path, confirm=answer("yes")))):  # type: ignore[arg-type]
+    with connect(sshd.host, sshd.port, sshd.config(known_hosts=KnownHosts(path, confirm=answer("yes")))):
         pass
     assert path.read_text().startswith(f"[127.0.0.1]:{sshd.port} ssh-ed25519 ")
     with connect(sshd.host, sshd.port, sshd.config(known_hosts=KnownHosts(path, confirm=no_terminal))) as conn:
