@@ -19,7 +19,7 @@ from fleetpy.errors import UnitFileError
 from fleetpy.model.job import validate_requirements
 from fleetpy.model.names import UnitNameInfo, is_valid_name, validate_name
 from fleetpy.model.records import JobState, Unit
-from fleetpy.model.unit import UnitFile, UnitOption, parse_options
+from fleetpy.model.unit import UnitFile, UnitOption, parse_options, serialize
 
 NOT_FOUND = "unit does not exist"
 
@@ -66,15 +66,16 @@ def _decode(body: bytes) -> dict[str, object]:
 
 
 def validated_unit_file(options: tuple[UnitOption, ...]) -> UnitFile:
-    """fleet's ValidateOptions: the canonical text must re-parse (line length...) to the same options, and the
-    ``[X-Fleet]`` requirements must be satisfiable."""
+    """fleet's ValidateOptions: the canonical text must re-parse (line length...) to the same canonical text, and
+    the ``[X-Fleet]`` requirements must be satisfiable."""
     unit_file = UnitFile(options)
     try:
         reparsed = parse_options(unit_file.contents, source="unit options")
     except UnitFileError as err:
         raise ApiError(400, str(err)) from None
-    if tuple(reparsed) != options:
-        bad = next((o for o, r in zip(options, reparsed, strict=False) if o != r), options[-1])
+    if serialize(reparsed) != unit_file.contents:  # the stored body would not hash like the unit
+        grouped = [o for section in unit_file.sections() for o in options if o.section == section]
+        bad = next((o for o, r in zip(grouped, reparsed, strict=False) if o != r), grouped[-1])
         raise ApiError(400, f"invalid unit option {go_quote(bad.name)} in section {go_quote(bad.section)}: "
                             "does not survive serialization")
     try:
