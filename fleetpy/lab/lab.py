@@ -6,6 +6,7 @@ I/O. Every call re-reads ``lab.json``, so a ``Lab`` made in one process drives a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -15,7 +16,7 @@ from fleetpy.errors import LabError
 from fleetpy.lab import agent, cgroups, faults, lifecycle
 from fleetpy.lab.host import Host
 from fleetpy.lab.node import Node
-from fleetpy.lab.state import DEFAULT_NAME, LabPaths, LabRecord, check_name, lab_dir, read_record
+from fleetpy.lab.state import DEFAULT_NAME, DEFAULT_ROOT, LabPaths, LabRecord, check_name, lab_dir, read_record
 from fleetpy.lab.status import LabStatus, gather
 
 
@@ -57,6 +58,10 @@ class Lab:
             return False
         self.host.require_root()
         lifecycle.teardown(self.paths, record, self.host)
+        if self.dir.parent == Path(DEFAULT_ROOT):  # /var/lib/fleetpy/lab and /var/lib/fleetpy, once empty
+            for parent in (self.dir.parent, self.dir.parent.parent):
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
         return True
 
     @property
