@@ -1,0 +1,258 @@
+"""The engine component: leader-elected scheduling, ``run(stop)`` in a daemon thread.
+
+I/O edge of the engine. Each pass: re-check leadership (``lease.Leadership``); take a snapshot from watch-
+maintained copies of the ``job/`` and ``machines/`` trees (``TreeCache``, read once per leadership term and then
+kept current from the watch stream, re-read only on IndexCleared or after an error); ``plan`` it (pure); write
+the schedule changes with CAS (``schedule_unit`` / ``unschedule_unit``), one log line per task; write or clear
+each unit's scheduling reason. Passes run on relevant watch events (coalesced) and on a periodic safety tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+
+from fleetpy.engine.cluster import ClusterState, UnitSpec
+from fleetpy.engine.damper import LossDamper
+from fleetpy.engine.lease import Leadership
+from fleetpy.engine.plan import Plan, Task, TaskKind, plan
+from fleetpy.errors import CASConflict
+from fleetpy.loop import Trigger, run_periodic
+from fleetpy.model.job import Requirements
+from fleetpy.registry.cache import TreeCache
+from fleetpy.registry.keys import Tree
+from fleetpy.registry.registry import ENGINE_VERSION, Registry, decode_jobs, decode_machines
+from fleetpy.registry.store import Event
+
+log = logging.getLogger("fleetpy.engine")
+
+_JOB_FIELDS = frozenset({"object", "target-state", "target"})  # job-state heartbeats do not wake the engine
+
+
+class _Follower:
+    """One leadership term's watch-maintained copies of ``job/`` and ``machines/``, and what wakes the loop."""
+
+    def __init__(self, registry: Registry, trigger: Trigger, watch_timeout: float) -> None:
+        self.registry = registry
+        self.trigger = trigger
+        store, keys = registry.store, registry.keys
+        self.jobs = TreeCache(store, keys.tree(Tree.JOB), on_change=self._job_changed, watch_timeout=watch_timeout)
+        self.machines = TreeCache(store, keys.tree(Tree.MACHINES), on_change=self._machine_changed,
+                                  watch_timeout=watch_timeout)
+        self._machine_values: dict[str, str | None] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _job_changed(self, event: Event | None) -> None:
+        parts = self.registry.keys.split(event.node.key) if event is not None else ()
+        if event is None or len(parts) < 3 or parts[2] in _JOB_FIELDS:
+            self.trigger.fire()
+
+    def _machine_changed(self, event: Event | None) -> None:
+        """Machine heartbeats rewrite the same value: only a change of the set or of a value wakes the loop."""
+        if event is None:
+            self._machine_values = {n.key: n.value for n in self.machines.nodes()}
+        elif event.action.removes:
+            self._machine_values.pop(event.node.key, None)
+        elif self._machine_values.get(event.node.key) != event.node.value:
+            self._machine_values[event.node.key] = event.node.value
+        else:
+            return
+        self.trigger.fire()
+
+    @property
+    def loaded(self) -> bool:
+        return self.jobs.loaded.is_set() and self.machines.loaded.is_set()
+
+    def start(self) -> None:
+        for name, cache in (("jobs", self.jobs), ("machines", self.machines)):
+            thread = threading.Thread(target=cache.run, args=(self._stop,), name=f"engine-watch-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def reload(self) -> None:
+        self.jobs.reload()
+        self.machines.reload()
+
+    def stop(self) -> None:
+        """Stop following; a watch blocked in a long poll ends on its own (daemon threads)."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=0.5)
+
+
+class Engine:
+    """fleet's engine. Built by the daemon's composition root; ``run(stop)`` runs until ``stop`` is set."""
+
+    def __init__(self, registry: Registry, machine_id: str, *, reconcile_interval: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic, version: int = ENGINE_VERSION,
+                 disable_engine: bool = False, watch_timeout: float = 10.0, min_gap: float = 0.0,
+                 mass_loss_hold: float | None = None, reason_resync: float = 60.0) -> None:
+        self.registry = registry
+        self.machine_id = machine_id
+        self.reconcile_interval = reconcile_interval
+        self.clock = clock
+        self.lease_ttl = max(1, math.ceil(5 * reconcile_interval))
+        self.leadership = Leadership(registry, machine_id, ttl=self.lease_ttl, version=version, clock=clock,
+                                     renew_every=reconcile_interval, disabled=disable_engine)
+        self.watch_timeout = watch_timeout
+        self.min_gap = min_gap
+        self.reason_resync = reason_resync
+        self.trigger = Trigger()
+        self.damper = LossDamper(15 * reconcile_interval if mass_loss_hold is None else mass_loss_hold)
+        self._follower: _Follower | None = None
+        self._watching = False  # run() follows the watch stream; reconcile_once() alone re-reads each call
+        self._overlay: dict[str, tuple[str | None, float]] = {}  # our target writes the cache has not shown yet
+        self._requirements: dict[tuple[str, str], Requirements] = {}  # (name, unit hash) -> parsed
+        self._reasons: dict[str, str] | None = None  # what fleetpy/reasons holds, as far as we know
+        self._reasons_read_at = float("-inf")
+        self._missing_bodies: set[str] = set()
+        self._held: frozenset[str] = frozenset()
+        self.passes = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        if self.leadership.disabled:
+            log.info("engine: disabled on this machine (disable_engine)")
+            return
+        self._watching = True
+        waker = threading.Thread(target=self._wake_on, args=(stop,), name="engine-stop", daemon=True)
+        waker.start()  # run_periodic sleeps on the trigger: wake it so a stop lands at once, not a tick later
+        try:
+            run_periodic(self.reconcile_once, interval=self.reconcile_interval, stop=stop, trigger=self.trigger,
+                         name="engine", min_gap=self.min_gap)
+        finally:
+            self._end_term()
+            self._watching = False
+            self.leadership.release()
+
+    def _wake_on(self, stop: threading.Event) -> None:
+        stop.wait()
+        self.trigger.fire()
+
+    def _end_term(self) -> None:
+        if self._follower is not None:
+            self._follower.stop()
+        self._follower = None
+        self._overlay.clear()
+        self._reasons = None
+        self.damper.reset()
+
+    # -- one pass -------------------------------------------------------------------------------------------
+    def reconcile_once(self) -> list[Task]:
+        """One pass if this engine leads; returns the tasks written. Without ``run()``, re-reads the trees."""
+        if not self.leadership.check():
+            if self._follower is not None:
+                self._end_term()
+            return []
+        follower = self._follower
+        if follower is None:
+            follower = self._follower = _Follower(self.registry, self.trigger, self.watch_timeout)
+            if self._watching:
+                follower.start()
+        if not self._watching:
+            follower.reload()
+        if not follower.loaded:
+            return []  # the first read of this term fires the trigger when it lands
+        self.passes += 1
+        now = self.clock()
+        cluster = self.snapshot(follower, now)
+        result = plan(cluster)
+        done = self.execute(result)
+        if len(done) == len(result.tasks):
+            self.write_reasons(result, now)
+        return done
+
+    def snapshot(self, follower: _Follower, now: float) -> ClusterState:
+        keys = self.registry.keys
+        jobs = decode_jobs(keys, follower.jobs.nodes())
+        machines = decode_machines(keys, follower.machines.nodes())
+        specs = []
+        for name in [n for n in self._overlay if n not in jobs]:
+            del self._overlay[name]
+        for name, job in jobs.items():
+            requirements = self._requirements_of(name, job.unit_hash)
+            if requirements is None:
+                continue
+            specs.append(UnitSpec.of(name, requirements, job.target_state, self._target(name, job.target, now)))
+        if len(self._requirements) > 2 * len(jobs) + 64:  # forget old (name, hash) pairs
+            current = {(name, job.unit_hash) for name, job in jobs.items()}
+            self._requirements = {k: v for k, v in self._requirements.items() if k in current}
+        referenced = {s.target for s in specs if s.target is not None and not s.is_global}
+        held = self.damper.observe(now, present=set(machines), referenced=referenced)
+        if held and held != self._held:
+            log.warning("engine: %d of %d machines vanished at once; holding their units for up to %.0fs "
+                        "(etcd trouble expires every TTL together)", len(held), len(held) + len(machines),
+                        self.damper.hold)
+        self._held = held
+        return ClusterState.of(specs, machines.values(), held=held)
+
+    def _target(self, name: str, cached: str | None, now: float) -> str | None:
+        """The target as the cache shows it, unless we wrote another one the watch has not delivered yet."""
+        entry = self._overlay.get(name)
+        if entry is None:
+            return cached
+        written, expires = entry
+        if cached == written or now >= expires:
+            del self._overlay[name]
+            return cached
+        return written
+
+    def _requirements_of(self, name: str, unit_hash: str) -> Requirements | None:
+        key = (name, unit_hash)
+        requirements = self._requirements.get(key)
+        if requirements is None:
+            body = self.registry.body(unit_hash)
+            if body is None:
+                if name not in self._missing_bodies:
+                    log.warning("engine: %s: unit body %s missing from the registry; not scheduling it", name,
+                                unit_hash[:12])
+                self._missing_bodies.add(name)
+                return None
+            self._missing_bodies.discard(name)
+            requirements = self._requirements[key] = Requirements.of(body, name)
+        return requirements
+
+    def execute(self, result: Plan) -> list[Task]:
+        """Write the tasks in order, one log line each. A CAS loss skips that unit's later tasks (the snapshot
+        was stale: the next pass sees the change); any other registry error ends the pass."""
+        done: list[Task] = []
+        skipped: set[str] = set()
+        for task in result.tasks:
+            if task.unit in skipped:
+                continue
+            if not self.leadership.leading():
+                log.warning("engine: lease expired during a pass; %d tasks left undone",
+                            len(result.tasks) - len(done) - len(skipped))
+                break
+            try:
+                if task.kind is TaskKind.SCHEDULE:
+                    self.registry.schedule_unit(task.unit, task.machine_id)
+                else:
+                    self.registry.unschedule_unit(task.unit, task.machine_id)
+            except CASConflict:
+                log.info("engine: %s skipped: changed meanwhile", task)
+                skipped.add(task.unit)
+                continue
+            log.info("engine: %s", task)
+            target = task.machine_id if task.kind is TaskKind.SCHEDULE else None
+            self._overlay[task.unit] = (target, self.clock() + self.lease_ttl)
+            done.append(task)
+        return done
+
+    def write_reasons(self, result: Plan, now: float) -> None:
+        """Set ``fleetpy/reasons/<unit>`` for each unit left unscheduled (when it changes), clear the others."""
+        if self._reasons is None or now - self._reasons_read_at >= self.reason_resync:
+            self._reasons = self.registry.reasons()
+            self._reasons_read_at = now
+        for name, reason in result.unplaced.items():
+            if self._reasons.get(name) != reason:
+                self.registry.set_reason(name, reason)
+                self._reasons[name] = reason
+                log.info('engine: cannot schedule %s reason="%s"', name, reason)
+        for name in [n for n in self._reasons if n not in result.unplaced]:
+            self.registry.clear_reason(name)
+            del self._reasons[name]
