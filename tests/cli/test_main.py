@@ -1,0 +1,150 @@
+"""The fleetpy entry point: help, version, prefixes, usage errors, global options and FLEETCTL_* variables,
+--debug, unreachable etcd; in process and as the installed script."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from fleetpy import __version__
+from fleetpy.cli.main import cli
+from fleetpy.registry.registry import Registry
+from fleetpy.testing.etcd_server import free_port
+from tests.cli.cluster import Fleetpy, Result, add_machines
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> Result:
+    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    return Result(result.exit_code, result.stdout, result.stderr)
+
+
+def test_no_args_prints_help() -> None:
+    result = run()
+    assert result.exit_code == 0 and result.stdout.startswith("Usage: fleetpy")
+    for name in ("list-units", "list-unit-files", "list-machines", "submit", "restart", "verify", "explain", "lab"):
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("args", [["--version"], ["-v"], ["version"], ["vers"]])
+def test_version(args: list[str]) -> None:
+    assert run(*args) == Result(0, f"fleetpy version {__version__}\n", "")
+
+
+def test_help_command() -> None:
+    assert run("help").stdout == run("--help").stdout
+    sub = run("help", "list-units")
+    assert sub.exit_code == 0 and "Usage: fleetpy list-units" in sub.stdout and "--fields" in sub.stdout
+    assert "-l, --l, --full" in sub.stdout or "--full" in sub.stdout
+
+
+def test_unknown_and_ambiguous_commands() -> None:
+    unknown = run("frobnicate")
+    assert unknown == Result(1, "", 'Error: unknown command "frobnicate" for "fleetpy"\n'
+                                    "Run 'fleetpy --help' for usage.\n")
+    ambiguous = run("list")
+    assert ambiguous.exit_code == 1
+    assert ambiguous.stderr.splitlines()[0] == ('Error: ambiguous command "list" for "fleetpy": could be '
+                                                "list-machines, list-unit-files, list-units")
+    bad_option = run("list-units", "--bogus")
+    assert bad_option.exit_code == 1 and "Traceback" not in bad_option.stderr
+    assert bad_option.stderr.endswith("Run 'fleetpy list-units --help' for usage.\n")
+
+
+def test_prefix_matching(fleetpy: Fleetpy, etcd_registry: Registry) -> None:
+    add_machines(etcd_registry)
+    assert fleetpy("list-m").stdout == fleetpy("list-machines").stdout
+    assert fleetpy("list-unit-f").stdout == "UNIT\tHASH\tDSTATE\tSTATE\tTARGET\n"
+
+
+def test_env_vars_and_command_line_precedence(fleetpy: Fleetpy, etcd_registry: Registry) -> None:
+    add_machines(etcd_registry)
+    env = {"FLEETCTL_ENDPOINT": fleetpy.endpoint, "FLEETCTL_ETCD_KEY_PREFIX": fleetpy.prefix}
+    from_env = run("list-machines", "--no-legend", env=env)
+    assert from_env.exit_code == 0 and len(from_env.stdout.splitlines()) == 3
+    overridden = run("--etcd-key-prefix", "/elsewhere/", "list-machines", "--no-legend", env=env)
+    assert (overridden.exit_code, overridden.stdout) == (0, "")
+    bad_env = run("list-machines", env={**env, "FLEETCTL_ENDPOINT": "http://127.0.0.1:1"})
+    assert bad_env.exit_code == 1
+    cli_wins = run("--endpoint", fleetpy.endpoint, "list-machines", env={**env, "FLEETCTL_ENDPOINT": "http://x:1"})
+    assert cli_wins.exit_code == 0
+
+
+def test_global_options_after_the_command(fleetpy: Fleetpy, etcd_registry: Registry) -> None:
+    add_machines(etcd_registry)
+    result = run("list-machines", "--no-legend", "--endpoint", fleetpy.endpoint, f"--etcd-key-prefix={fleetpy.prefix}")
+    assert result.exit_code == 0 and len(result.stdout.splitlines()) == 3
+
+
+def test_debug_logs_registry_requests(fleetpy: Fleetpy, etcd_registry: Registry) -> None:
+    result = fleetpy("--debug", "list-machines")
+    assert result.exit_code == 0
+    assert f"DEBUG fleetpy.registry: etcd GET {fleetpy.prefix}machines recursive via" in result.stderr
+    from_env = fleetpy("list-machines", env={"FLEETCTL_DEBUG": "true"})
+    assert "DEBUG fleetpy.registry" in from_env.stderr
+    quiet = fleetpy("list-machines")
+    assert quiet.stderr == ""
+
+
+def test_pflag_bool_syntax() -> None:
+    assert run("--strict-host-key-checking=false", "version").exit_code == 0
+    assert run("--debug=false", "version").stdout == f"fleetpy version {__version__}\n"
+    bad = run("--debug=maybe", "version")
+    assert bad.exit_code == 1 and 'invalid argument "maybe" for "--debug" flag' in bad.stderr
+
+
+def test_unsupported_driver_and_tunnel() -> None:
+    assert run("--driver", "api", "list-units") == Result(
+        1, "", "Error: the fleet HTTP API driver is not yet supported: use --driver=etcd\n")
+    assert run("--driver", "carrier-pigeon", "list-units").stderr == (
+        'Error: unknown driver "carrier-pigeon": use "etcd" or "api"\n')
+    assert run("--tunnel", "bastion", "list-units").stderr == (
+        "Error: --tunnel bastion:22: the SSH tunnel transport is not available yet\n")
+
+
+def test_bad_global_values() -> None:
+    assert run("--endpoint", "unix:///var/run/fleet.sock", "list-units").stderr == (
+        "Error: invalid etcd endpoint 'unix:///var/run/fleet.sock': expected http(s)://host:port\n")
+    assert run("--request-timeout", "0", "list-units").stderr == "Error: --request-timeout must be positive, got 0.0\n"
+    assert run("--key-file", "k.pem", "list-units").stderr == "Error: --key-file needs --cert-file\n"
+
+
+def test_unreachable_etcd_is_one_line_within_the_timeout() -> None:
+    port = free_port()
+    started = time.monotonic()
+    result = run("--endpoint", f"http://127.0.0.1:{port}", "--request-timeout", "1", "list-units")
+    assert time.monotonic() - started < 3
+    assert result == Result(1, "", "Error: etcd cluster is unavailable or misconfigured: "
+                                   f"http://127.0.0.1:{port}: connection refused\n")
+
+
+def test_unreachable_etcd_as_subprocess() -> None:
+    port = free_port()
+    script = Fleetpy(f"http://127.0.0.1:{port}", "/x/")
+    for args in (["list-units"], ["start", "--no-block", "x.service"], ["cat", "x.service"]):
+        result = script.sh(*args)
+        assert result.exit_code == 1, args
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+        assert "etcd cluster is unavailable or misconfigured" in result.stderr
+
+
+def test_subprocess_version_and_no_args() -> None:
+    script = Fleetpy("http://127.0.0.1:1", "/x/")
+    assert script.sh("version").stdout == f"fleetpy version {__version__}\n"
+    no_args = script.sh()
+    assert no_args.exit_code == 0 and "Usage: fleetpy" in no_args.stdout
+    unknown = script.sh("nope")
+    assert unknown.exit_code == 1 and unknown.stdout == "" and "Traceback" not in unknown.stderr
+
+
+def test_list_flags(fleetpy: Fleetpy, etcd_registry: Registry) -> None:
+    add_machines(etcd_registry)
+    assert fleetpy("list-units", "-l").exit_code == 0  # fleetctl 1.0 rejected -l
+    assert fleetpy("list-units", "--fields", "desc") == Result(1, "", 'Invalid key in output format: "desc"\n')
+    assert fleetpy("list-unit-files", "--fields", "") == Result(1, "", "Must define output format\n")
+    tmachine = fleetpy("list-unit-files", "--fields", "unit,tmachine")
+    assert tmachine == Result(0, "UNIT\tTMACHINE\n",
+                              'WARNING: The "tmachine" field is deprecated. Use "target" instead\n')
+    assert fleetpy("list-machines", "--fields", "ip", "--full=false", "--no-legend").stdout == (
+        "127.0.0.12\n127.0.0.13\n127.0.0.11\n")  # sorted by machine ID
