@@ -2,8 +2,9 @@
 
 Adapter twin of ``DBusUnitManager``, no I/O. It models what the agent relies on: files are linked by ``load`` but
 systemd sees new content only after ``reload``; ``start``/``stop`` change the active state at once (as if the job
-finished instantly); units can be made to fail (``kill``), to be rejected by systemd (``reject``), or any call to
-raise (``fail``). Every call is recorded in ``calls`` so tests can count D-Bus round trips.
+finished instantly). Units can fail (``kill``) or be refused by systemd (``reject``; like systemd, a service with
+neither ExecStart= nor ExecStop= is refused), and any call can be made to raise (``fail``). Every call is recorded
+in ``calls`` so tests can count D-Bus round trips. The shared contract scenario (tests/systemd) keeps it honest.
 """
 
 from __future__ import annotations
@@ -56,11 +57,19 @@ class FakeUnitManager:
             if message is not None:
                 raise SystemdError(f"{call} {name}: {message}".replace("  ", " "))
 
+    def _refused(self, name: str) -> bool:
+        """systemd refuses a service with neither ExecStart= nor ExecStop= (LoadState bad-setting)."""
+        if name in self.rejected:
+            return True
+        unit_file = self.seen.get(name)
+        return (unit_file is not None and name.endswith(".service")
+                and not unit_file.values("Service", "ExecStart") and not unit_file.values("Service", "ExecStop"))
+
     def _state(self, name: str) -> SystemdState:
         active, sub = self.active.get(name, ("inactive", "dead"))
         if name not in self.seen:
             return SystemdState("not-found", active, sub) if name in self.active else NOT_FOUND
-        load = "bad-setting" if name in self.rejected else "loaded"
+        load = "bad-setting" if self._refused(name) else "loaded"
         return SystemdState(load, active, sub)
 
     # -- UnitManager --------------------------------------------------------------------------------------
@@ -91,7 +100,7 @@ class FakeUnitManager:
                 self.seen[name] = self.files[name]
             if name not in self.seen:
                 raise SystemdError(f"StartUnit {name}: Unit {name} not found.")
-            if name in self.rejected:
+            if self._refused(name):
                 raise SystemdError(f"StartUnit {name}: Unit {name} has a bad unit file setting.")
             self.active[name] = ("active", "running")
 
