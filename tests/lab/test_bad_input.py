@@ -156,3 +156,26 @@ def test_second_up_never_makes_a_second_set_of_nodes(lab3: Lab) -> None:
     assert lab3.is_up and len(lab3.nodes) == 3
     result = CliRunner().invoke(cli, ["lab", "up", "--name", lab3.name, "--state-dir", str(lab3.dir)])
     assert result.exit_code == 1 and result.output.startswith(f"Error: lab {lab3.name} is already up")
+
+
+def test_lab_tests_skip_when_not_root_even_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.plugins.lab import require_lab
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    for ci in ("", "true"):
+        monkeypatch.setenv("CI", ci)
+        with pytest.raises(pytest.skip.Exception, match="need root"):
+            require_lab()
+
+
+def test_missing_prerequisites_skip_locally_and_fail_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.plugins.lab import require_lab
+
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="etcd not found"):
+        require_lab()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"missing in CI: .*etcd not found"):
+        require_lab()
