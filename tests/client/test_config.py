@@ -1,0 +1,79 @@
+"""ClientConfig validation and connect(): driver, endpoints, TLS, and the transport seam for --tunnel."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from fleetpy.client.config import ClientConfig, Driver
+from fleetpy.client.connect import connect
+from fleetpy.errors import RegistryError, TunnelError, UsageError
+from fleetpy.registry.etcd import EtcdStore
+
+
+def test_defaults_and_derived_values() -> None:
+    config = ClientConfig()
+    assert config.endpoints == ["http://127.0.0.1:2379", "http://127.0.0.1:4001"]
+    assert config.tunnel_address == "" and not config.tls.enabled
+    assert ClientConfig(tunnel="bastion").tunnel_address == "bastion:22"
+    assert ClientConfig(tunnel="bastion:2222").tunnel_address == "bastion:2222"
+    assert ClientConfig(tunnel="[::1]").tunnel_address == "[::1]:22"
+    assert ClientConfig(ca_file="ca.pem", cert_file="c.pem", key_file="k.pem").tls.enabled
+
+
+@pytest.mark.parametrize(("text", "driver"), [("etcd", Driver.ETCD), ("API", Driver.API), (" Etcd ", Driver.ETCD)])
+def test_driver_parse(text: str, driver: Driver) -> None:
+    assert Driver.parse(text) is driver
+
+
+@pytest.mark.parametrize("kwargs", [{"request_timeout": 0}, {"ssh_timeout": -1}, {"key_file": "k.pem"}])
+def test_invalid_configs(kwargs: dict[str, object]) -> None:
+    with pytest.raises(UsageError):
+        ClientConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_connect_builds_an_etcd_store_with_the_options() -> None:
+    config = ClientConfig(endpoint="http://a:1,https://b:2", etcd_key_prefix="/x", request_timeout=1.5,
+                          ca_file="/ca.pem")
+    client = connect(config)
+    store = client.registry.store  # type: ignore[attr-defined]
+    assert isinstance(store, EtcdStore)
+    assert store.endpoints == ["http://a:1", "https://b:2"] and store.timeout == 1.5
+    assert store.tls.ca_file == "/ca.pem"
+    assert client.registry.keys.prefix == "/x/"  # type: ignore[attr-defined]
+    client.close()
+
+
+def test_connect_refusals() -> None:
+    with pytest.raises(UsageError):
+        connect(ClientConfig(driver=Driver.API))
+    with pytest.raises(TunnelError):
+        connect(ClientConfig(tunnel="bastion"))
+    with pytest.raises(RegistryError):
+        connect(ClientConfig(endpoint="unix:///var/run/fleet.sock"))
+
+
+class FakeTunnel:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def endpoints(self, endpoints: Sequence[str]) -> list[str]:
+        return [f"http://127.0.0.1:{10000 + i}" for i, _ in enumerate(endpoints)]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_transport_seam_rewrites_endpoints_and_closes_with_the_client() -> None:
+    tunnel = FakeTunnel()
+    seen: list[ClientConfig] = []
+
+    def factory(config: ClientConfig) -> FakeTunnel:
+        seen.append(config)
+        return tunnel
+
+    config = ClientConfig(tunnel="bastion")
+    with connect(config, transport_factory=factory) as client:
+        assert client.registry.store.endpoints == ["http://127.0.0.1:10000", "http://127.0.0.1:10001"]  # type: ignore[attr-defined]
+    assert seen == [config] and tunnel.closed
