@@ -20,7 +20,7 @@ Op = Callable[[], None]
 
 
 class KeyedWriter:
-    def __init__(self, *, workers: int = 8, name: str = "writer", max_backoff: float = 10.0) -> None:
+    def __init__(self, *, workers: int = 8, name: str = "writer", max_backoff: float = 2.0) -> None:
         self.name = name
         self.max_backoff = max_backoff
         self._cond = threading.Condition()

@@ -224,3 +224,26 @@ def test_duplicate_machine_id_is_refused(cluster: Cluster) -> None:
                                                 "fleetpyd.service") == "1", TIMEOUT)
     journal = cluster.journal("node2")
     assert f"machine-id {cluster.ids['node2']} is already registered" in journal and "10.200.0.99" in journal
+
+
+def test_etcd_outage_keeps_units_running_and_reconverges(cluster: Cluster) -> None:
+    cluster.start("node1")
+    cluster.submit("steady.service", "node1")
+    cluster.wait_state("steady.service", "node1", ("loaded", "active", "running"))
+    pid = cluster.main_pid("node1", "steady.service")
+    cluster.lab.etcd_stop("etcd1")
+    try:
+        import time
+        time.sleep(8)  # longer than agent_ttl (5 s)
+        assert cluster.systemctl("node1", "is-active", "steady.service") == "active"
+        assert cluster.local_units("node1") == ["steady.service"]
+    finally:
+        cluster.lab.etcd_start("etcd1")
+    assert wait_until(lambda: cluster.registry.machine(cluster.ids["node1"]) is not None, TIMEOUT)
+    cluster.wait_state("steady.service", "node1", ("loaded", "active", "running"))
+    cluster.submit("after.service", "node1")
+    cluster.wait_state("after.service", "node1", ("loaded", "active", "running"))
+    assert cluster.main_pid("node1", "steady.service") == pid
+    journal = cluster.journal("node1")
+    assert journal.count("machine heartbeat failed") == 1 and "machine heartbeat recovered" in journal
+    assert "task UnloadUnit" not in journal
