@@ -1,6 +1,6 @@
 """Fixtures for tests against a real lab (``fleetpy.lab.Lab``): a factory and a shared 3-node lab.
 
-- ``lab_factory(nodes=1, **up_kwargs) -> Lab``: a new lab per call, named ``t<pid><n>`` with its state in a
+- ``lab_factory(nodes=1, **up_kwargs) -> Lab``: a new lab per call, named ``t<pid>-<n>`` with its state in a
   pytest temp dir (so parallel runs coexist); every lab it made is torn down after the test, pass or fail.
 - ``lab3``: one 3-node lab per module (1 etcd member, **no agents**: start them with ``lab.start_agent``),
   always torn down at the end of the module.
@@ -26,7 +26,7 @@ _counter = itertools.count(1)
 
 
 def unique_lab_name() -> str:
-    return f"t{os.getpid()}{next(_counter)}"
+    return f"t{os.getpid()}-{next(_counter)}"
 
 
 def _in_ci() -> bool:
