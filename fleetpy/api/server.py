@@ -13,6 +13,7 @@ import logging
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
@@ -31,6 +32,7 @@ log = logging.getLogger("fleetpy.api")
 DEFAULT_SOCKET = "/var/run/fleet.sock"
 MAX_BODY = 1024 * 1024
 IDLE_TIMEOUT = 30.0
+LINGER = 2.0  # seconds spent discarding a refused body of up to twice the limit
 POLL_INTERVAL = 0.05  # how quickly close() stops the accept loops
 
 
@@ -103,17 +105,36 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return int(next(iter(values)))
 
-    def _too_large(self) -> None:
+    def _too_large(self, declared: int = 0) -> None:
+        """413 decided from the headers alone. A body up to twice the limit is then discarded (never stored) for
+        at most LINGER seconds so that a client still sending it reads the answer instead of a reset; a bigger
+        one is not read at all."""
         self.close_connection = True  # the unread body makes the connection unusable
         limit = self.app.max_body
         self._write(Response(413, error_body(413, f"request body too large (max {limit} bytes)")))
+        if declared <= 2 * limit:
+            self._discard(declared)
+
+    def _discard(self, count: int) -> None:
+        deadline = time.monotonic() + LINGER
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)  # the client sees the end of the answer now
+            while count > 0 and (left := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(left)
+                chunk = self.rfile.read1(min(count, 65536))
+                if not chunk:
+                    break
+                count -= len(chunk)
+        except OSError:
+            pass
 
     def _dispatch(self) -> None:
         length = self._content_length()
         if length is None:
             return
         if length > self.app.max_body:
-            self._too_large()
+            self._too_large(length)
             return
         body = self.rfile.read(length) if length else b""
         if len(body) < length:
