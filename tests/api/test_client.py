@@ -202,3 +202,19 @@ def test_fd_forward_to_a_missing_socket_fails() -> None:
     proc = subprocess.run([sys.executable, "-c", "from fleetpy.cli.cmd_fdforward import fd_forward; fd_forward()",
                            "/nonexistent/fleet.sock"], capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
     assert proc.returncode == 1 and b"unable to connect to /nonexistent/fleet.sock" in proc.stderr
+
+
+def test_http_registry_is_an_api_registry(memory_server: ApiServer, memory_registry: Registry,
+                                          socket_dir: str) -> None:
+    """A relay: an ApiServer whose registry is an HttpRegistry talking to another ApiServer gives the same answers."""
+    memory_registry.create_unit(make_unit())
+    memory_registry.create_machine_state(MachineState(M1, "10.0.0.1"), ttl=60)
+    upstream = HttpRegistry(f"unix://{memory_server.socket_path}")
+    relay = ApiServer(upstream, socket_path=f"{socket_dir}/relay.sock", version="9.9.9")
+    with relay, upstream:
+        direct, relayed = Wire(memory_server, "unix"), Wire(relay, "unix")
+        for path in ("/fleet/v1/units", "/fleet/v1/units/hello.service", "/fleet/v1/machines", "/fleet/v1/state",
+                     "/fleet/v1/units/missing.service"):
+            assert relayed.get(path).body == direct.get(path).body
+        assert relayed.put("/fleet/v1/units/hello.service", {"desiredState": "loaded"}).status == 204
+        assert memory_registry.unit("hello.service").target_state is JobState.LOADED  # type: ignore[union-attr]
