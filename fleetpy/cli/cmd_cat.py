@@ -14,7 +14,8 @@ from fleetpy.errors import UsageError
 from fleetpy.model.names import mangle
 
 
-@click.command("cat", cls=FleetCommand)
+@click.command("cat", cls=FleetCommand,
+               short_help="Output the contents of a submitted unit")
 @click.argument("units", nargs=-1, metavar="UNIT")
 @pass_env
 def cat(env: CliEnv, units: tuple[str, ...]) -> None:

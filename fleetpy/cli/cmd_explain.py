@@ -16,7 +16,8 @@ from fleetpy.client.api import Verdict
 from fleetpy.model.names import mangle
 
 
-@click.command("explain", cls=options.FleetCommand)
+@click.command("explain", cls=options.FleetCommand,
+               short_help="Explain where a unit can be scheduled, machine by machine")
 @options.no_legend
 @options.full
 @click.argument("unit", metavar="UNIT")

@@ -12,7 +12,8 @@ from fleetpy.cli.context import CliEnv, pass_env
 from fleetpy.cli.render import parse_fields, table
 
 
-@click.command("list-units", cls=options.FleetCommand)
+@click.command("list-units", cls=options.FleetCommand,
+               short_help="List the current state of units in the cluster")
 @options.no_legend
 @options.full
 @options.fields(tables.UNITS_DEFAULT, list(tables.UNITS_FIELDS))
@@ -28,7 +29,8 @@ def list_units(env: CliEnv, no_legend: bool, full: bool, fields: str) -> None:
     click.echo(table(columns, states, cell, legend=not no_legend), nl=False)
 
 
-@click.command("list-unit-files", cls=options.FleetCommand)
+@click.command("list-unit-files", cls=options.FleetCommand,
+               short_help="List the units that exist in the cluster.")
 @options.no_legend
 @options.full
 @options.fields(tables.UNIT_FILES_DEFAULT, list(tables.UNIT_FILES_FIELDS))
@@ -48,7 +50,8 @@ def list_unit_files(env: CliEnv, no_legend: bool, full: bool, fields: str) -> No
     click.echo(table(columns, rows, cell, legend=not no_legend), nl=False)
 
 
-@click.command("list-machines", cls=options.FleetCommand)
+@click.command("list-machines", cls=options.FleetCommand,
+               short_help="Enumerate the current hosts in the cluster")
 @options.no_legend
 @options.full
 @options.fields(tables.MACHINES_DEFAULT, list(tables.MACHINES_FIELDS))

@@ -16,7 +16,8 @@ from fleetpy.client.wait import Blocking
 units_argument = click.argument("units", nargs=-1, metavar="UNIT...")
 
 
-@click.command("submit", cls=options.FleetCommand)
+@click.command("submit", cls=options.FleetCommand,
+               short_help="Upload one or more units to the cluster without starting them")
 @options.replace
 @units_argument
 @pass_env
@@ -25,7 +26,8 @@ def submit(env: CliEnv, replace: bool, units: tuple[str, ...]) -> None:
     env.lifecycle().submit(units, replace=replace)
 
 
-@click.command("load", cls=options.FleetCommand)
+@click.command("load", cls=options.FleetCommand,
+               short_help="Schedule one or more units in the cluster, first submitting them if necessary.")
 @options.replace
 @options.blocking("loaded")
 @units_argument
@@ -38,7 +40,9 @@ def load(env: CliEnv, replace: bool, no_block: bool, block_attempts: int, units:
     env.lifecycle().load(units, replace=replace, blocking=blocking)
 
 
-@click.command("start", cls=options.FleetCommand)
+@click.command("start", cls=options.FleetCommand,
+               short_help="Instruct systemd to start one or more units in the cluster, first submitting and loading "
+                          "if necessary.")
 @options.replace
 @options.blocking("started")
 @units_argument
@@ -53,7 +57,8 @@ def start(env: CliEnv, replace: bool, no_block: bool, block_attempts: int, units
     env.lifecycle().start(units, replace=replace, blocking=blocking)
 
 
-@click.command("stop", cls=options.FleetCommand)
+@click.command("stop", cls=options.FleetCommand,
+               short_help="Instruct systemd to stop one or more units in the cluster.")
 @options.blocking("stopped")
 @units_argument
 @pass_env
@@ -62,7 +67,8 @@ def stop(env: CliEnv, no_block: bool, block_attempts: int, units: tuple[str, ...
     env.lifecycle().stop(units, blocking=Blocking.of(no_block=no_block, attempts=block_attempts))
 
 
-@click.command("unload", cls=options.FleetCommand)
+@click.command("unload", cls=options.FleetCommand,
+               short_help="Unschedule one or more units in the cluster.")
 @options.blocking("unloaded")
 @units_argument
 @pass_env
@@ -71,7 +77,8 @@ def unload(env: CliEnv, no_block: bool, block_attempts: int, units: tuple[str, .
     env.lifecycle().unload(units, blocking=Blocking.of(no_block=no_block, attempts=block_attempts))
 
 
-@click.command("destroy", cls=options.FleetCommand)
+@click.command("destroy", cls=options.FleetCommand,
+               short_help="Destroy one or more units in the cluster")
 @options.blocking("destroyed")
 @units_argument
 @pass_env
@@ -84,7 +91,8 @@ def destroy(env: CliEnv, no_block: bool, block_attempts: int, units: tuple[str, 
     env.lifecycle().destroy(units)
 
 
-@click.command("restart", cls=options.FleetCommand)
+@click.command("restart", cls=options.FleetCommand,
+               short_help="Instruct systemd to rolling restart one or more units in the cluster.")
 @options.blocking("restarted", no_block=False)
 @units_argument
 @pass_env

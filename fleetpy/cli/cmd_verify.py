@@ -16,7 +16,8 @@ from fleetpy.model.job import warnings_for
 from fleetpy.model.names import mangle
 
 
-@click.command("verify", cls=FleetCommand)
+@click.command("verify", cls=FleetCommand,
+               short_help="Check unit files without contacting the cluster")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 def verify(files: tuple[str, ...]) -> None:
     """Check unit files as submit would, without contacting the cluster: print each file's fleet hash and any

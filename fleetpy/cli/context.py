@@ -1,8 +1,8 @@
 """``CliEnv``: what every command receives on the click context (the config, the client, the reporter).
 
 Edge of the CLI. The client is connected lazily, on first use, so ``help``, ``version`` and ``verify`` never
-touch etcd, and it is closed when the invocation ends. ``transport_factory`` is where the SSH issue plugs the
-``--tunnel`` transport in (``fleetpy.client.connect.TransportFactory``).
+touch etcd, and it is closed when the invocation ends. ``--tunnel`` goes through ``transport_factory``, by default
+the SSH tunnel of ``fleetpy.ssh.tunnel`` (imported only when a tunnel is asked for).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import click
 
 from fleetpy.client.api import FleetClient
 from fleetpy.client.config import ClientConfig
-from fleetpy.client.connect import TransportFactory, connect
+from fleetpy.client.connect import Transport, TransportFactory, connect
 from fleetpy.client.lifecycle import Lifecycle
 
 
@@ -27,10 +27,17 @@ class ClickReporter:
         click.echo(line, err=True)
 
 
+def ssh_tunnel(config: ClientConfig) -> Transport:
+    """The --tunnel transport: an SSH connection to the bastion that carries the etcd traffic."""
+    from fleetpy.ssh.tunnel import transport_factory  # paramiko is loaded only when a tunnel is used
+
+    return transport_factory(config)
+
+
 @dataclass
 class CliEnv:
     config: ClientConfig = field(default_factory=ClientConfig)
-    transport_factory: TransportFactory | None = None
+    transport_factory: TransportFactory | None = ssh_tunnel
     reporter: ClickReporter = field(default_factory=ClickReporter)
     _client: FleetClient | None = None
 

@@ -183,13 +183,13 @@ def cli(ctx: click.Context, endpoint: str, driver: str, etcd_key_prefix: str, re
         ctx.exit(0)
 
 
-@cli.command("version")
+@cli.command("version", short_help="Print the version and exit")
 def version() -> None:
     """Print the version and exit."""
     click.echo(f"{PROG} version {__version__}")
 
 
-@cli.command("help")
+@cli.command("help", short_help="Help about any command")
 @click.argument("command", nargs=-1)
 @click.pass_context
 def help_(ctx: click.Context, command: tuple[str, ...]) -> None:

@@ -99,8 +99,12 @@ def test_unsupported_driver_and_tunnel() -> None:
         1, "", "Error: the fleet HTTP API driver is not yet supported: use --driver=etcd\n")
     assert run("--driver", "carrier-pigeon", "list-units").stderr == (
         'Error: unknown driver "carrier-pigeon": use "etcd" or "api"\n')
-    assert run("--tunnel", "bastion", "list-units").stderr == (
-        "Error: --tunnel bastion:22: the SSH tunnel transport is not available yet\n")
+    port = free_port()
+    started = time.monotonic()
+    tunnel = run("--tunnel", f"127.0.0.1:{port}", "--ssh-timeout", "2", "list-units")
+    assert time.monotonic() - started < 5
+    assert tunnel.exit_code == 1 and tunnel.stdout == "" and tunnel.stderr.count("\n") == 1
+    assert tunnel.stderr.startswith("Error: ") and f"127.0.0.1:{port}" in tunnel.stderr
 
 
 def test_bad_global_values() -> None:
