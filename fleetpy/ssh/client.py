@@ -321,7 +321,7 @@ def _raw_terminal(fd: int, chan: paramiko.Channel) -> Iterator[None]:
 
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGWINCH, resize)
-    tty.setraw(fd)
+    tty.setraw(fd, termios.TCSADRAIN)  # keep type-ahead (the default TCSAFLUSH drops it)
     try:
         yield
     finally:

@@ -298,3 +298,44 @@ def test_non_strict_checking_records_the_host(cluster: Cluster, tmp_path: Path) 
                             globals_=("--known-hosts-file", str(known), "--strict-host-key-checking=false"))
     assert result.exit_code == 0, result.stderr
     assert known.read_text().startswith(f"[127.0.0.1]:{cluster.sshd.port} ssh-ed25519 ")
+
+
+def _read_until_closed(fd: int, timeout: float = 10.0) -> bytes:
+    import select
+
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:  # EIO: the other side of the pty is closed
+                break
+            if not data:
+                break
+            out += data
+    return out
+
+
+def test_interactive_shell_on_a_terminal(cluster: Cluster) -> None:
+    """``fleetpy ssh MACHINE`` on a terminal: a remote pty, raw local mode, the shell's exit code."""
+    import pty
+
+    master, slave = pty.openpty()
+    argv = [sys.executable, "-m", "fleetpy.cli.main", "--endpoint", cluster.etcd.url,
+            "--etcd-key-prefix", cluster.prefix, "--ssh-username", "root",
+            "--known-hosts-file", str(cluster.known_hosts), "ssh", *port_opt(cluster), "-m", OTHER]
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=Path(__file__).parents[2],
+                            start_new_session=True)
+    os.close(slave)
+    try:
+        os.write(master, b"echo pty-$((40+2)); tty; exit 4\n")
+        out = _read_until_closed(master)
+        assert proc.wait(10) == 4, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert b"pty-42" in out and b"/dev/pts/" in out

@@ -150,3 +150,35 @@ def _new_ed25519(directory: Path) -> Path:
     path = directory / "impostor"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
     return path
+
+
+def test_terminal_confirm_asks_on_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import pty
+    import sys
+
+    from fleetpy.ssh.known_hosts import terminal_confirm
+
+    master, slave = pty.openpty()
+    with os.fdopen(os.dup(slave), "r") as tty_in, os.fdopen(os.dup(slave), "w") as tty_err:
+        monkeypatch.setattr(sys, "stdin", tty_in)
+        monkeypatch.setattr(sys, "stderr", tty_err)
+        os.write(master, b"yes\n")
+        assert terminal_confirm("Are you sure you want to continue connecting (yes/no)? ")
+        os.write(master, b"nope\n")
+        assert not terminal_confirm("again? ")
+    shown = os.read(master, 4096)
+    os.close(master)
+    os.close(slave)
+    assert b"Are you sure you want to continue connecting (yes/no)? " in shown
+
+
+def test_terminal_confirm_without_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    from fleetpy.ssh.known_hosts import terminal_confirm
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("yes\n"))
+    with pytest.raises(NoTerminal):
+        terminal_confirm("?")
