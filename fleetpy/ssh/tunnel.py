@@ -140,12 +140,12 @@ class Tunnel:
 
     patch_store = attach
 
-    def endpoints(self, urls: Sequence[str]) -> list[str]:
+    def endpoints(self, endpoints: Sequence[str]) -> list[str]:
         """The URL-rewriting alternative to ``attach``: each endpoint becomes ``http://127.0.0.1:<port>``, a
         loopback listener forwarded through the tunnel (open while the tunnel is). TLS endpoints would fail the
         certificate's host-name check this way: use ``attach`` for them."""
         out = []
-        for url in urls:
+        for url in endpoints:
             parts = urlsplit(url)
             port = parts.port or (443 if parts.scheme == "https" else 2379)
             forwarder = _Forwarder(self, parts.hostname or "", port)
