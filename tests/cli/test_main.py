@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from fleetpy import __version__
 from fleetpy.cli.main import cli
+from fleetpy.errors import RegistryUnavailable
 from fleetpy.registry.registry import Registry
 from fleetpy.testing.etcd_server import free_port
 from tests.cli.cluster import Fleetpy, Result, add_machines
@@ -152,3 +153,9 @@ def test_list_flags(fleetpy: Fleetpy, etcd_registry: Registry) -> None:
                               'WARNING: The "tmachine" field is deprecated. Use "target" instead\n')
     assert fleetpy("list-machines", "--fields", "ip", "--full=false", "--no-legend").stdout == (
         "127.0.0.12\n127.0.0.13\n127.0.0.11\n")  # sorted by machine ID
+
+
+def test_debug_reraises_for_the_traceback() -> None:
+    port = free_port()
+    result = CliRunner().invoke(cli, ["--debug", "--endpoint", f"http://127.0.0.1:{port}", "list-units"])
+    assert isinstance(result.exception, RegistryUnavailable)
