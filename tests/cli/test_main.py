@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from fleetpy import __version__
+from fleetpy.cli.context import CliEnv
 from fleetpy.cli.main import cli
+from fleetpy.client.config import ClientConfig, Driver
 from fleetpy.errors import RegistryUnavailable
 from fleetpy.registry.registry import Registry
 from fleetpy.testing.etcd_server import free_port
@@ -159,3 +162,39 @@ def test_debug_reraises_for_the_traceback() -> None:
     port = free_port()
     result = CliRunner().invoke(cli, ["--debug", "--endpoint", f"http://127.0.0.1:{port}", "list-units"])
     assert isinstance(result.exception, RegistryUnavailable)
+
+
+def test_every_global_option_reads_its_fleetctl_variable() -> None:
+    env_vars = {
+        "FLEETCTL_ENDPOINT": "http://e:1", "FLEETCTL_DRIVER": "ETCD", "FLEETCTL_ETCD_KEY_PREFIX": "/p/",
+        "FLEETCTL_REQUEST_TIMEOUT": "7.5", "FLEETCTL_DEBUG": "1", "FLEETCTL_TUNNEL": "bastion:2222",
+        "FLEETCTL_SSH_USERNAME": "admin", "FLEETCTL_SSH_TIMEOUT": "4", "FLEETCTL_KNOWN_HOSTS_FILE": "/kh",
+        "FLEETCTL_STRICT_HOST_KEY_CHECKING": "false", "FLEETCTL_CA_FILE": "/ca", "FLEETCTL_CERT_FILE": "/cert",
+        "FLEETCTL_KEY_FILE": "/key",
+    }
+    state = CliEnv()
+    assert CliRunner().invoke(cli, ["version"], obj=state, env=env_vars).exit_code == 0
+    assert state.config == ClientConfig(
+        endpoint="http://e:1", driver=Driver.ETCD, etcd_key_prefix="/p/", request_timeout=7.5, debug=True,
+        tunnel="bastion:2222", ssh_username="admin", ssh_timeout=4.0, known_hosts_file="/kh",
+        strict_host_key_checking=False, ca_file="/ca", cert_file="/cert", key_file="/key")
+    overridden = CliEnv()
+    args = ["--ssh-username", "me", "--strict-host-key-checking", "--etcd-cafile", "/other", "version"]
+    assert CliRunner().invoke(cli, args, obj=overridden, env=env_vars).exit_code == 0
+    assert (overridden.config.ssh_username, overridden.config.strict_host_key_checking,
+            overridden.config.ca_file) == ("me", True, "/other")
+
+
+def test_lifecycle_as_subprocess(fleetpy: Fleetpy, etcd_registry: Registry, tmp_path: Path) -> None:
+    (tmp_path / "hello.service").write_text("[Service]\nExecStart=/bin/sleep 100\n")
+    started = fleetpy.sh("start", "--no-block", "hello", cwd=str(tmp_path))
+    assert started.exit_code == 0
+    assert started.stdout == "Unit hello.service inactive\nTriggered unit hello.service start\n"
+    listed = fleetpy.sh("list-unit-files", "--no-legend")
+    assert listed.stdout == "hello.service\t1c6fb6f\tlaunched\tinactive\t-\n"
+    assert fleetpy.sh("cat", "hello.service").stdout == "[Service]\nExecStart=/bin/sleep 100\n"
+    unloaded = fleetpy.sh("unload", "--no-block", "hello.service")
+    assert (unloaded.exit_code, unloaded.stdout) == (0, "Triggered unit hello.service unload\n")
+    destroyed = fleetpy.sh("destroy", "hello.service")
+    assert (destroyed.exit_code, destroyed.stdout) == (0, "Destroyed hello.service\n")
+    assert etcd_registry.units() == []
