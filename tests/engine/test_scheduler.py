@@ -66,3 +66,26 @@ def test_kicked_unit_does_not_kick_in_turn() -> None:
 def test_replaces_reported_on_decision() -> None:
     decision = decide([unit("old.service", "A"), unit("x.service", Replaces="old.service")], "AB")
     assert decision == scheduler.Decision(A, "replaces old.service", ("old.service",))
+
+
+@pytest.mark.parametrize(
+    ("loads", "expected"),
+    [
+        pytest.param({"1234abcd-one": 0, "1234abcd-two": 0}, "1234abcd-one", id="same-short-id-equal-load-lowest-id"),
+        pytest.param({"1234abcd-one": 2, "1234abcd-two": 1}, "1234abcd-two", id="same-short-id-least-loaded"),
+    ],
+)
+def test_short_machine_id_matching_several_machines(loads: dict[str, int], expected: str) -> None:
+    """fleet's MatchID accepts an 8-char prefix, which two machines may share: least loaded, then lowest ID."""
+    units = [unit(f"{mid}-{i}.service", mid) for mid, n in loads.items() for i in range(n)]
+    units.append(unit("x.service", MachineID="1234abcd"))
+    state = cluster(units, [MachineState(mid) for mid in loads])
+    decision = scheduler.decide(Placement(state), state.units["x.service"])
+    assert decision.machine_id == expected
+
+
+def test_replacer_picks_least_loaded_of_the_machines_running_what_it_replaces() -> None:
+    units = [unit("old@1.service", "A"), unit("a.service", "A"), unit("old@2.service", "B"),
+             unit("x.service", Replaces="old@*.service")]
+    assert decide(units, "ABC") == scheduler.Decision(B, "replaces old@2.service", ("old@2.service",))
+
