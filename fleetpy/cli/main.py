@@ -2,8 +2,8 @@
 prefixes (``fleetpy list-m``), ``help``/``version``, and the registration of every command.
 
 Edge of the CLI. The group builds one ``ClientConfig`` and hands it to the commands on the context (no globals);
-``exits.run`` wraps every invocation, so errors become one line and an exit status. Other issues add their
-command groups here (``fleetpy.cli.cmd_remote`` for status/journal/ssh).
+``exits.run`` wraps every invocation, so errors become one line and an exit status. Other issues' commands are
+registered here too: ``lab``, ``status``/``journal``/``ssh`` (``cmd_remote``) and the hidden ``fd-forward``.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from fleetpy import __version__
-from fleetpy.cli import cmd_cat, cmd_explain, cmd_list, cmd_remote, cmd_units, cmd_verify, exits
+from fleetpy.cli import cmd_cat, cmd_explain, cmd_fdforward, cmd_list, cmd_remote, cmd_units, cmd_verify, exits
 from fleetpy.cli.context import CliEnv
 from fleetpy.cli.lab import lab
 from fleetpy.cli.options import FleetCommand, rewrite_bool_values
@@ -215,15 +215,12 @@ cli.add_command(lab)
 cli.add_command(cmd_remote.status)
 cli.add_command(cmd_remote.journal)
 cli.add_command(cmd_remote.ssh)
+cli.add_command(cmd_fdforward.fd_forward)
 
 
 def main(argv: list[str] | None = None) -> int:
     status: int = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
     return status
-
-
-def _never() -> NoReturn:  # pragma: no cover - keeps the entry point's contract visible to mypy
-    raise SystemExit(main())
 
 
 if __name__ == "__main__":
