@@ -5,12 +5,16 @@ the three land on one machine, systemd there starts the database first, and the 
 ``<node ip>:27017`` in etcd. Powering that node off moves all three, together, to another node, where they start
 in the same order and the announcement follows. What systemd runs is read inside the nodes; what the user sees is
 read from ``fleetpy list-units``.
+
+The other Docker-free examples in units/ run there too, each showing its scheduling rule, and print what their
+shell loops are meant to print (systemd's quoting and ``$$``/``%`` escapes checked by a real systemd).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -143,3 +147,48 @@ def test_stand_ins_land_together_start_in_order_and_move_together(lab_factory: C
     second = eventually(lab, f"the three units to move off {first}", lambda: placement(lab), MOVE_TIMEOUT)
     assert second != first
     check_placed(lab, second)
+
+
+EXAMPLES = ("hello.service", "global-monitor.service", "db-only.service", "app.service", "app-sidekick.service")
+WEB = ("web@1.service", "web@2.service", "web@3.service")
+
+
+def active_nodes(lab: Lab, unit: str) -> set[str]:
+    return {n for n in running_nodes(lab) if show(lab, n, unit).get("ActiveState") == "active"}
+
+
+def journal(lab: Lab, node: str, unit: str) -> str:
+    return lab.exec(node, ["journalctl", "--no-pager", "-o", "cat", "-u", unit], timeout=20).stdout
+
+
+def test_docker_free_examples_follow_their_rules(lab_factory: Callable[..., Lab]) -> None:
+    lab = lab_factory(nodes=3, metadata={"node1": {"role": "db"}}, agent_ttl=AGENT_TTL)
+    eventually(lab, "3 machines in list-machines",
+               lambda: True if len(fleetpy(lab, "list-machines", "--no-legend").stdout.splitlines()) == 3 else None,
+               60)
+    proc = fleetpy(lab, "submit", str(UNITS / "web@.service"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = fleetpy(lab, "start", *(str(UNITS / u) for u in EXAMPLES), *WEB, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    def settled() -> dict[str, set[str]] | None:
+        where = {u: active_nodes(lab, u) for u in (*EXAMPLES, *WEB)}
+        single = [u for u in (*EXAMPLES, *WEB) if u != "global-monitor.service"]
+        done = len(where["global-monitor.service"]) == 3 and all(len(where[u]) == 1 for u in single)
+        return where if done else None
+
+    where = eventually(lab, "every example active", settled, 60)
+    assert where["db-only.service"] == {"node1"}, "MachineMetadata=role=db"
+    assert where["app-sidekick.service"] == where["app.service"], "MachineOf=app.service"
+    assert set().union(*(where[u] for u in WEB)) == set(lab.nodes), "Conflicts=web@*.service: one per machine"
+
+    (hello_node,) = where["hello.service"]
+    eventually(lab, "hello's output", lambda: True if "Hello, World!" in journal(lab, hello_node, "hello.service")
+               else None, 15)
+    monitor = eventually(lab, "the monitor's output", lambda: journal(lab, "node2", "global-monitor.service") or None,
+                         15)
+    pattern = rf"^monitor on {re.escape(lab.hostname('node2'))}: load [0-9.]+ [0-9.]+ [0-9.]+$"
+    assert re.search(pattern, monitor, re.M), monitor
+    (web2_node,) = where["web@2.service"]
+    web = eventually(lab, "web@2's output", lambda: journal(lab, web2_node, "web@2.service") or None, 15)
+    assert f"web 2: serving on {lab.hostname(web2_node)}" in web
