@@ -136,9 +136,10 @@ def _env(name: str) -> str:
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
 @click.version_option(__version__, "--version", "-v", message=f"{PROG} version %(version)s")
 @click.option("--endpoint", default=DEFAULT_ENDPOINT, envvar=_env("endpoint"), show_default=True,
-              help="etcd endpoint(s), comma-separated (the fleet API endpoint once --driver=api is supported).")
+              help="etcd endpoint(s), comma-separated; with --driver=api the fleet API URL (unix:// or http(s)://).")
 @click.option("--driver", default="etcd", envvar=_env("driver"), show_default=True, metavar="etcd|api",
-              help="Talk to etcd directly (etcd) or to the fleet HTTP API (api: not yet supported).")
+              help="Talk to etcd directly (etcd) or to the fleet HTTP API of a fleetpyd (api; its default endpoint "
+                   "is unix:///var/run/fleet.sock).")
 @click.option("--etcd-key-prefix", default=DEFAULT_PREFIX, envvar=_env("etcd-key-prefix"), show_default=True,
               help="Keyspace for fleet data in etcd (development use only).")
 @click.option("--request-timeout", type=float, default=DEFAULT_REQUEST_TIMEOUT, envvar=_env("request-timeout"),

@@ -1,8 +1,10 @@
-"""Build the client from a ``ClientConfig``: the etcd store (endpoints, key prefix, timeout, TLS) and the registry.
+"""Build the client from a ``ClientConfig``: the etcd store (endpoints, key prefix, timeout, TLS) and the registry,
+or fleet's HTTP API with ``--driver=api``.
 
-Adapter wiring, the client's composition root: the only place that names ``EtcdStore``. The ``transport`` seam is
-where the SSH tunnel (``--tunnel``) plugs in: a ``Transport`` maps each etcd endpoint to a URL reachable from here
-(a local port forwarded through the bastion) and is closed with the client. Commands never know about it.
+Adapter wiring, the client's composition root: the only place that names ``EtcdStore`` and ``HttpRegistry``. The
+``transport`` seam is where the SSH tunnel (``--tunnel``) plugs in: a ``Transport`` maps each endpoint to a URL
+reachable from here (a local port forwarded through the bastion) and is closed with the client. Commands never
+know about it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from fleetpy.client.api import FleetClient
-from fleetpy.client.config import ClientConfig, Driver
+from fleetpy.client.config import DEFAULT_ENDPOINT, ClientConfig, Driver
+from fleetpy.client.http import DEFAULT_ENDPOINT as API_SOCKET
+from fleetpy.client.http import HttpRegistry
 from fleetpy.errors import TunnelError, UsageError
 from fleetpy.registry.etcd import EtcdStore
 from fleetpy.registry.registry import Registry
@@ -32,17 +36,42 @@ TransportFactory = Callable[[ClientConfig], Transport]
 """Opens the transport for a config (given ``--tunnel``, ``--ssh-username``, ``--ssh-timeout``, known hosts...)."""
 
 
+def _open_transport(config: ClientConfig, transport_factory: TransportFactory | None) -> Transport:
+    if transport_factory is None:
+        raise TunnelError(f"--tunnel {config.tunnel_address}: the SSH tunnel transport is not available")
+    return transport_factory(config)
+
+
+def _api_client(config: ClientConfig, transport_factory: TransportFactory | None) -> FleetClient:
+    """``--driver=api``: fleet's HTTP API (default ``unix:///var/run/fleet.sock``; like fleetctl, only the first
+    of several endpoints is used)."""
+    endpoint = API_SOCKET if config.endpoint == DEFAULT_ENDPOINT or not config.endpoints else config.endpoints[0]
+    transport: Transport | None = None
+    if config.tunnel:
+        if not endpoint.startswith(("http://", "https://")):
+            raise UsageError(f"--tunnel with --driver=api needs an http(s) endpoint, not {endpoint}")
+        transport = _open_transport(config, transport_factory)
+        endpoint = transport.endpoints([endpoint])[0]
+    try:
+        registry = HttpRegistry(endpoint, timeout=config.request_timeout, ca_file=config.ca_file,
+                                cert_file=config.cert_file, key_file=config.key_file)
+    except BaseException:
+        if transport is not None:
+            transport.close()
+        raise
+    return FleetClient(registry, closers=[registry.close] + ([transport.close] if transport is not None else []))
+
+
 def connect(config: ClientConfig, *, transport_factory: TransportFactory | None = None) -> FleetClient:
-    """A ready client. Raises UsageError for an unsupported driver or a tunnel without a transport, and
-    RegistryError for malformed endpoints. Nothing is sent to etcd until the first request."""
+    """A ready client over etcd (``--driver=etcd``) or fleet's HTTP API (``--driver=api``). Raises UsageError or
+    RegistryError for malformed endpoints, TunnelError when the tunnel cannot be opened. Nothing is sent to the
+    cluster until the first request (the tunnel, if any, is connected here)."""
     if config.driver is Driver.API:
-        raise UsageError("the fleet HTTP API driver is not yet supported: use --driver=etcd")
+        return _api_client(config, transport_factory)
     transport: Transport | None = None
     endpoints: Sequence[str] = config.endpoints
     if config.tunnel:
-        if transport_factory is None:
-            raise TunnelError(f"--tunnel {config.tunnel_address}: the SSH tunnel transport is not available yet")
-        transport = transport_factory(config)
+        transport = _open_transport(config, transport_factory)
         endpoints = transport.endpoints(endpoints)
     try:
         store = EtcdStore(list(endpoints), timeout=config.request_timeout, tls=config.tls)

@@ -8,6 +8,7 @@ import pytest
 
 from fleetpy.client.config import ClientConfig, Driver
 from fleetpy.client.connect import connect
+from fleetpy.client.http import HttpRegistry
 from fleetpy.errors import RegistryError, TunnelError, UsageError
 from fleetpy.registry.etcd import EtcdStore
 
@@ -45,9 +46,16 @@ def test_connect_builds_an_etcd_store_with_the_options() -> None:
     client.close()
 
 
+def test_api_driver_uses_fleets_socket_by_default() -> None:
+    with connect(ClientConfig(driver=Driver.API)) as client:
+        assert isinstance(client.registry, HttpRegistry) and client.registry.endpoint == "unix:///var/run/fleet.sock"
+    with connect(ClientConfig(driver=Driver.API, endpoint="http://a:1,http://b:2")) as client:
+        assert isinstance(client.registry, HttpRegistry) and client.registry.endpoint == "http://a:1"
+
+
 def test_connect_refusals() -> None:
     with pytest.raises(UsageError):
-        connect(ClientConfig(driver=Driver.API))
+        connect(ClientConfig(driver=Driver.API, endpoint="unix:///x.sock", tunnel="bastion"))
     with pytest.raises(TunnelError):
         connect(ClientConfig(tunnel="bastion"))
     with pytest.raises(RegistryError):
