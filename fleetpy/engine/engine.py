@@ -111,6 +111,7 @@ class Engine:
         self._reasons_read_at = float("-inf")
         self._missing_bodies: set[str] = set()
         self._held: frozenset[str] = frozenset()
+        self._settled: tuple[int, int] | None = None  # cache indexes of the last pass that found nothing to do
         self.passes = 0
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -137,6 +138,7 @@ class Engine:
         if self._follower is not None:
             self._follower.stop()
         self._follower = None
+        self._settled = None
         self._overlay.clear()
         self._reasons = None
         self.damper.reset()
@@ -157,6 +159,9 @@ class Engine:
             follower.reload()
         if not follower.loaded:
             return []  # the first read of this term fires the trigger when it lands
+        inputs = (follower.jobs.index, follower.machines.index)
+        if inputs == self._settled:
+            return []  # same caches, nothing pending: the plan would be the same empty one
         self.passes += 1
         now = self.clock()
         cluster = self.snapshot(follower, now)
@@ -164,6 +169,8 @@ class Engine:
         done = self.execute(result)
         if len(done) == len(result.tasks):
             self.write_reasons(result, now)
+        quiet = not result.tasks and not cluster.held and not self._overlay and not self._missing_bodies
+        self._settled = inputs if quiet and self._watching else None
         return done
 
     def snapshot(self, follower: _Follower, now: float) -> ClusterState:

@@ -212,3 +212,25 @@ def wait(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
+
+
+def test_periodic_passes_over_unchanged_caches_are_skipped() -> None:
+    registry = Registry(MemoryStore(), "/test/")
+    registry.create_machine_state(MachineState(A), ttl=60)
+    submit(registry, "x.service")
+    engine = Engine(registry, A, reconcile_interval=0.05, watch_timeout=0.2)
+    stop = threading.Event()
+    thread = threading.Thread(target=engine.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait(lambda: targets(registry) == {"x.service": A})
+        time.sleep(0.3)
+        passes = engine.passes
+        time.sleep(0.5)  # ten ticks
+        assert engine.passes == passes
+        submit(registry, "y.service")
+        wait(lambda: targets(registry).get("y.service") == A)
+        assert engine.passes > passes
+    finally:
+        stop.set()
+        thread.join(timeout=5)
