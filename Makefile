@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-APT_PACKAGES := etcd-server etcd-client libdbus-1-dev libglib2.0-dev pkg-config openssh-server \
+APT_PACKAGES := etcd-server etcd-client curl libdbus-1-dev libglib2.0-dev pkg-config openssh-server \
                 iproute2 util-linux procps openssl shellcheck ruby vagrant
 PYTEST_ARGS ?=
 
