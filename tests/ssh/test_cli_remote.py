@@ -26,7 +26,6 @@ from fleetpy.model.unit import UnitFile
 from fleetpy.registry.etcd import EtcdStore
 from fleetpy.registry.registry import Registry
 from fleetpy.ssh.remote import local_machine_id
-from fleetpy.ssh.tunnel import transport_factory
 from fleetpy.testing import EtcdServer
 
 from .conftest import SSHServer
@@ -233,10 +232,9 @@ def test_ssh_through_tunnel(cluster: Cluster) -> None:
     assert result.exit_code == 5
 
 
-def test_list_commands_through_tunnel_via_cli_seam(cluster: Cluster) -> None:
-    """Other commands get the tunnel through ``CliEnv.transport_factory`` (fleetpy.client.connect's seam)."""
-    result = cluster.invoke("list-machines", "--full", globals_=tunnel_opt(cluster),
-                            obj=CliEnv(transport_factory=transport_factory))
+def test_list_commands_through_tunnel(cluster: Cluster) -> None:
+    """Other commands get the tunnel through the CLI's default wiring (``CliEnv.transport_factory``)."""
+    result = cluster.invoke("list-machines", "--full", globals_=tunnel_opt(cluster))
     assert result.exit_code == 0, result.stderr
     assert OTHER in result.stdout and LOCAL in result.stdout
 

@@ -2,7 +2,7 @@
 
 Every command runs from the host through ``--tunnel <node1>``: the registry traffic rides one SSH connection to
 node1, and the hop to the unit's machine (node2) is ssh-in-ssh through that same connection. The CLI runs in
-process with the tunnel plugged into ``CliEnv.transport_factory`` (fleetpy.client.connect's seam).
+process (click's CliRunner) with its default wiring of the tunnel.
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from fleetpy.cli.context import CliEnv
 from fleetpy.cli.main import cli
 from fleetpy.lab import Lab
-from fleetpy.ssh.tunnel import transport_factory
 
 pytestmark = pytest.mark.lab
 
@@ -55,7 +53,7 @@ def fleetpy(lab: Lab) -> Invoke:
 
     def invoke(*args: str, tunnel: bool = True) -> Result:
         head = ["--tunnel", lab.node_ip("node1")] if tunnel else []
-        return CliRunner(env=lab.env()).invoke(cli, [*head, *args], obj=CliEnv(transport_factory=transport_factory))
+        return CliRunner(env=lab.env()).invoke(cli, [*head, *args])
 
     return invoke
 
