@@ -62,4 +62,13 @@ def run_periodic(
             remaining = min_gap - (time.monotonic() - started)
             if remaining > 0 and stop.wait(remaining):
                 break
-        trigger.wait(interval)
+        _wait(trigger, interval, stop)
+
+
+def _wait(trigger: Trigger, interval: float, stop: threading.Event) -> None:
+    """Sleep until the trigger fires, ``interval`` passes or ``stop`` is set (checked every 0.1 s)."""
+    deadline = time.monotonic() + interval
+    while not stop.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or trigger.wait(min(remaining, 0.1)):
+            return
