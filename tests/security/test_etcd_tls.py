@@ -84,5 +84,5 @@ def test_connection_refused_without_a_valid_client_certificate(tls_etcd: EtcdSer
 
 def test_server_certificate_is_verified(tls_etcd: EtcdServer, pki: Path) -> None:
     tls = TLSConfig(str(pki / "rogue.crt"), str(pki / "client.crt"), str(pki / "client.key"))
-    with pytest.raises(RegistryError, match="TLS|SSL|certificate|unavailable"):
+    with pytest.raises(RegistryError, match=r"TLS|SSL|certificate|unavailable"):
         EtcdStore(tls_etcd.url, timeout=2, tls=tls).list("/tls-test")
