@@ -28,6 +28,11 @@ class Transport(Protocol):
         """The URLs to use instead of ``endpoints`` (same order), e.g. ``http://127.0.0.1:<forwarded port>``."""
         ...
 
+    def attach(self, store: EtcdStore) -> None:
+        """Route every connection of ``store`` through the transport (URLs unchanged, so TLS checks etcd's own
+        name and no local port is opened)."""
+        ...
+
     def close(self) -> None:
         ...
 
@@ -69,12 +74,12 @@ def connect(config: ClientConfig, *, transport_factory: TransportFactory | None 
     if config.driver is Driver.API:
         return _api_client(config, transport_factory)
     transport: Transport | None = None
-    endpoints: Sequence[str] = config.endpoints
     if config.tunnel:
         transport = _open_transport(config, transport_factory)
-        endpoints = transport.endpoints(endpoints)
     try:
-        store = EtcdStore(list(endpoints), timeout=config.request_timeout, tls=config.tls)
+        store = EtcdStore(list(config.endpoints), timeout=config.request_timeout, tls=config.tls)
+        if transport is not None:
+            transport.attach(store)
     except BaseException:
         if transport is not None:
             transport.close()

@@ -65,6 +65,10 @@ def test_connect_refusals() -> None:
 class FakeTunnel:
     def __init__(self) -> None:
         self.closed = False
+        self.attached: list[object] = []
+
+    def attach(self, store: object) -> None:
+        self.attached.append(store)
 
     def endpoints(self, endpoints: Sequence[str]) -> list[str]:
         return [f"http://127.0.0.1:{10000 + i}" for i, _ in enumerate(endpoints)]
@@ -73,7 +77,7 @@ class FakeTunnel:
         self.closed = True
 
 
-def test_transport_seam_rewrites_endpoints_and_closes_with_the_client() -> None:
+def test_transport_seam_attaches_to_the_store_and_closes_with_the_client() -> None:
     tunnel = FakeTunnel()
     seen: list[ClientConfig] = []
 
@@ -83,5 +87,7 @@ def test_transport_seam_rewrites_endpoints_and_closes_with_the_client() -> None:
 
     config = ClientConfig(tunnel="bastion")
     with connect(config, transport_factory=factory) as client:
-        assert client.registry.store.endpoints == ["http://127.0.0.1:10000", "http://127.0.0.1:10001"]  # type: ignore[attr-defined]
+        store = client.registry.store  # type: ignore[attr-defined]
+        assert store.endpoints == list(config.endpoints)  # URLs unchanged: TLS checks etcd's own name
+        assert tunnel.attached == [store]
     assert seen == [config] and tunnel.closed
