@@ -7,6 +7,7 @@ per task, stopping at the first failure. Runs at start, on job/machine changes (
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from fleetpy.agent.desired import Desired, desired_units, wanted_bodies
 from fleetpy.agent.plan import LocalUnit, Task, TaskKind, plan, plan_purge
 from fleetpy.agent.publisher import StatePublisher
-from fleetpy.errors import FleetError, RegistryError
+from fleetpy.errors import FleetError, RegistryError, SystemdError
 from fleetpy.loop import Trigger, run_periodic
 from fleetpy.model.records import JobState, MachineState, Unit
 from fleetpy.model.unit import UnitFile
@@ -25,12 +26,18 @@ from fleetpy.registry.cache import TreeCache
 from fleetpy.registry.keys import Tree
 from fleetpy.registry.registry import Registry, decode_bodies, decode_jobs, decode_machines
 from fleetpy.registry.store import Event, Node
-from fleetpy.systemd.base import UnitManager
+from fleetpy.systemd.base import TransientSystemdError, UnitManager
 
 log = logging.getLogger("fleetpy.agent")
 
 RECONCILE_INTERVAL = 5.0
+SETTLE = 0.03  # a pass woken by the watch waits until the job tree has been quiet this long...
+MAX_SETTLE = 1.0  # ...but no longer than this: a burst of submissions becomes one pass, one daemon-reload
 _TRIGGERING = frozenset({"object", "target", "target-state"})  # job keys whose change can change the plan
+
+
+def _batches(tasks: list[Task]) -> list[tuple[TaskKind, list[Task]]]:
+    return [(kind, list(group)) for kind, group in itertools.groupby(tasks, key=lambda t: t.kind)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +50,8 @@ class Outcome:
 class Agent:
     def __init__(self, *, registry: Registry, manager: UnitManager, publisher: StatePublisher,
                  machine: Callable[[], MachineState], jobs: TreeCache, machine_tree: TreeCache | None = None,
-                 interval: float = RECONCILE_INTERVAL, refresh_caches: bool = False) -> None:
+                 interval: float = RECONCILE_INTERVAL, refresh_caches: bool = False, settle: float = SETTLE,
+                 max_settle: float = MAX_SETTLE) -> None:
         """``jobs`` follows the job tree, ``machine_tree`` this machine's directory (dynamic metadata).
         ``refresh_caches``: re-read both caches every pass (``disable_watches``)."""
         self.registry = registry
@@ -54,7 +62,10 @@ class Agent:
         self.machine_tree = machine_tree
         self.interval = interval
         self.refresh_caches = refresh_caches
+        self.settle = settle
+        self.max_settle = max_settle
         self.trigger = Trigger()
+        self._last_event = float("-inf")
         self._state: dict[str, JobState] = {}  # what this agent last asked systemd for, per local unit
         self._bodies: dict[str, UnitFile] = {}
         self._seeded = False
@@ -65,22 +76,34 @@ class Agent:
     # -- wiring -------------------------------------------------------------------------------------------
     def on_job_event(self, event: Event | None) -> None:
         """TreeCache callback: wake the loop for changes that matter (not for ``job-state`` heartbeats)."""
-        if event is None or event.node.is_dir:
-            self.trigger.fire()
-            return
-        parts = self.registry.keys.split(event.node.key)
-        if len(parts) != 3 or parts[2] in _TRIGGERING:
-            self.trigger.fire()
+        if event is not None and not event.node.is_dir:
+            parts = self.registry.keys.split(event.node.key)
+            if len(parts) == 3 and parts[2] not in _TRIGGERING:
+                return
+        self._last_event = time.monotonic()
+        self.trigger.fire()
 
     def on_machine_event(self, event: Event | None) -> None:
+        self._last_event = time.monotonic()
         self.trigger.fire()
+
+    def settled_reconcile(self) -> list[Outcome]:
+        """A pass, once the watch has been quiet for ``settle`` s (at most ``max_settle`` s of waiting)."""
+        started = time.monotonic()
+        while True:
+            now = time.monotonic()
+            quiet = now - self._last_event
+            if quiet >= self.settle or now - started >= self.max_settle:
+                break
+            time.sleep(min(self.settle - quiet, self.max_settle - (now - started)))
+        return self.reconcile()
 
     def run(self, stop: threading.Event) -> None:
         for cache in (self.jobs, self.machine_tree):
             while cache is not None and not self.refresh_caches and not cache.loaded.wait(0.2):
                 if stop.is_set():
                     return
-        run_periodic(self.reconcile, interval=self.interval, stop=stop, trigger=self.trigger, name="agent")
+        run_periodic(self.settled_reconcile, interval=self.interval, stop=stop, trigger=self.trigger, name="agent")
 
     # -- snapshot -----------------------------------------------------------------------------------------
     def current(self) -> dict[str, LocalUnit]:
@@ -174,48 +197,76 @@ class Agent:
         return outcomes
 
     def execute(self, tasks: list[Task], *, halt: bool = True) -> list[Outcome]:
-        """Run tasks in order, one log line each; after a failure the rest are skipped (``halt``)."""
+        """Run the tasks kind by kind, each kind as one batch (the units of a batch are independent: systemd
+        gets them pipelined), one log line per task. After a batch with a failure the remaining kinds are
+        skipped (``halt``): fleet's stop-at-first-failure, so a failed load is never followed by its start."""
         outcomes: list[Outcome] = []
-        for i, task in enumerate(tasks):
+        for i, (kind, group) in enumerate(_batches(tasks)):
             started = time.monotonic()
-            try:
-                self._do(task)
-            except FleetError as err:
-                log.error("task %s: failed: %s", task, err)
-                outcomes.append(Outcome(task, error=str(err) or type(err).__name__))
-                if halt:
-                    rest = tasks[i + 1:]
-                    if rest:
-                        log.warning("skipped %d remaining tasks after the failure (next pass retries)", len(rest))
-                    outcomes.extend(Outcome(t, skipped=True) for t in rest)
-                    return outcomes
-                continue
-            log.info("task %s: done in %.1f ms", task, (time.monotonic() - started) * 1000)
-            outcomes.append(Outcome(task))
+            failures = self._run_batch(kind, group)
+            took = (time.monotonic() - started) * 1000
+            batch = f" (batch of {len(group)})" if len(group) > 1 else ""
+            for task in group:
+                error = failures.get(task.unit)
+                if error is None:
+                    log.info("task %s: done in %.1f ms%s", task, took, batch)
+                    outcomes.append(Outcome(task))
+                else:
+                    log.error("task %s: failed: %s", task, error)
+                    outcomes.append(Outcome(task, error=str(error) or type(error).__name__))
+            if failures and halt:
+                rest = [t for _, later in _batches(tasks)[i + 1:] for t in later]
+                if rest:
+                    log.warning("skipped %d remaining tasks after the failure (next pass retries)", len(rest))
+                outcomes.extend(Outcome(t, skipped=True) for t in rest)
+                break
         return outcomes
 
-    def _do(self, task: Task) -> None:
-        name = task.unit
-        if task.kind is TaskKind.UNLOAD:
-            self._state.pop(name, None)
-            self._stale.discard(name)
-            self.publisher.clear_heartbeat(name)
-            self.manager.unload(name)
-        elif task.kind is TaskKind.LOAD:
-            assert task.unit_file is not None
-            self._state[name] = JobState.LOADED
-            self._stale.discard(name)
-            self.manager.load(name, task.unit_file)
-        elif task.kind is TaskKind.RELOAD:
-            self.manager.reload()
-        elif task.kind is TaskKind.STOP:
-            self._state[name] = JobState.LOADED  # set first, like fleet: a refused stop is not retried forever
-            self.publisher.clear_heartbeat(name)
-            self.manager.stop(name)
-        elif task.kind is TaskKind.START:
-            self._state[name] = JobState.LAUNCHED
-            self.publisher.heartbeat(name)
-            self.manager.start(name)
+    def _run_batch(self, kind: TaskKind, tasks: list[Task]) -> dict[str, FleetError]:
+        """One kind of task for many units; the failed units with their errors."""
+        names = [t.unit for t in tasks]
+        failures: dict[str, FleetError] = {}
+        try:
+            if kind is TaskKind.RELOAD:
+                self.manager.reload()
+            elif kind is TaskKind.UNLOAD:
+                for name in names:
+                    self._state.pop(name, None)
+                    self._stale.discard(name)
+                    self.publisher.clear_heartbeat(name)
+                failures.update(self.manager.unload_many(names))
+            elif kind is TaskKind.LOAD:
+                for name in names:
+                    self._state[name] = JobState.LOADED
+                    self._stale.discard(name)
+                failures.update(self.manager.load_many({t.unit: t.unit_file for t in tasks if t.unit_file}))
+            elif kind is TaskKind.STOP:
+                for name in names:
+                    self._state[name] = JobState.LOADED  # set first, like fleet: a refused stop is not retried
+                    self.publisher.clear_heartbeat(name)
+                failures.update(self.manager.stop_many(names))
+            else:
+                for name in names:
+                    self._state[name] = JobState.LAUNCHED  # set first: a start systemd refuses is not retried
+                    self.publisher.heartbeat(name)
+                failures.update(self.manager.start_many(names))
+        except FleetError as err:  # the whole call failed (D-Bus gone...): every task of the batch failed
+            failures = dict.fromkeys(names, err)
+        if kind is TaskKind.START:
+            self._retry_later(failures, JobState.LOADED)
+        elif kind is TaskKind.STOP:
+            self._retry_later(failures, JobState.LAUNCHED)
+        return failures
+
+    def _retry_later(self, failures: Mapping[str, FleetError], previous: JobState) -> None:
+        """A start/stop that failed for a transient reason (not a refusal by systemd) is retried next pass."""
+        for name, err in failures.items():
+            if isinstance(err, TransientSystemdError) or not isinstance(err, SystemdError):
+                self._state[name] = previous
+                if previous is JobState.LAUNCHED:
+                    self.publisher.heartbeat(name)
+                else:
+                    self.publisher.clear_heartbeat(name)
 
     def _launched(self) -> list[str]:
         return sorted(n for n, s in self._state.items() if s is JobState.LAUNCHED)

@@ -17,6 +17,7 @@ from fleetpy.agent.writer import KeyedWriter
 from fleetpy.errors import FleetError, NotFound
 from fleetpy.loop import Trigger
 from fleetpy.model.records import UnitState
+from fleetpy.registry import codec
 from fleetpy.registry.registry import Registry
 from fleetpy.systemd.base import SystemdState, UnitManager
 
@@ -26,8 +27,9 @@ Fingerprint = tuple[str, str, str, str]  # load, active, sub, hash
 
 
 def refresh_period(ttl: int) -> float:
-    """How often TTLs are refreshed: well before they run out (fleet republished at 4/5 of the TTL)."""
-    return max(0.5, ttl * 0.7)
+    """How often TTLs are refreshed: at 4/5 of the TTL like fleet (3/5 for short TTLs, where the writer's
+    latency is a larger share of the margin)."""
+    return max(0.5, ttl * (0.8 if ttl >= 10 else 0.6))
 
 
 class StatePublisher:
@@ -94,6 +96,7 @@ class StatePublisher:
             return
         with self._lock:
             owned = dict(self._owned)
+        started = time.monotonic()
         states = self.manager.states(sorted(owned)) if owned else {}
         self.polls += 1
         with self._lock:
@@ -110,9 +113,15 @@ class StatePublisher:
                     self._sent[name] = fingerprint
                     changed.append((name, sd, unit_hash))
         for name in gone:
-            self.writer.submit(f"st:{name}", self._remove_op(name))
+            self.writer.submit(f"legacy:{name}", lambda: None)  # a pending legacy write must not outlive it
+            self.writer.submit(f"st:{name}", self._remove_op(name), urgent=True)
         for name, sd, unit_hash in changed:
-            self.writer.submit(f"st:{name}", self._save_op(self._state(name, sd, unit_hash)))
+            state = self._state(name, sd, unit_hash)
+            self.writer.submit(f"st:{name}", self._save_op(state), urgent=True)
+            self.writer.submit(f"legacy:{name}", self._legacy_op(state))
+        if gone or changed:
+            log.debug("poll of %d units: %d changed, %d gone (%.1f ms)", len(owned), len(changed), len(gone),
+                      (time.monotonic() - started) * 1000)
 
     def refresh(self) -> None:
         """Reset the TTL of every published state and heartbeat (recreating any that expired)."""
@@ -171,10 +180,22 @@ class StatePublisher:
                          sub_state=sd.sub, unit_hash=unit_hash)
 
     def _save_op(self, state: UnitState) -> Callable[[], None]:
+        """``states/<unit>/<machine>`` (what readers use), first; the legacy copy follows as a separate write."""
+        registry = self.registry
+
         def op() -> None:
-            self.registry.save_unit_state(state, self.ttl)
+            registry.store.set(registry.keys.state(state.name, state.machine_id), codec.encode_unit_state(state),
+                               ttl=self.ttl)
             with self._lock:
                 self._published.add(state.name)
+        return op
+
+    def _legacy_op(self, state: UnitState) -> Callable[[], None]:
+        """fleet's legacy ``state/<unit>`` (readers ignore it): written on change, left to expire otherwise."""
+        registry = self.registry
+
+        def op() -> None:
+            registry.store.set(registry.keys.legacy_state(state.name), codec.encode_unit_state(state), ttl=self.ttl)
         return op
 
     def _refresh_op(self, state: UnitState) -> Callable[[], None]:

@@ -25,6 +25,7 @@ class KeyedWriter:
         self.max_backoff = max_backoff
         self._cond = threading.Condition()
         self._pending: dict[str, Op] = {}
+        self._urgent: dict[str, None] = {}  # pending keys that go before the others (ordered)
         self._inflight: set[str] = set()
         self._closed = False
         self._down_until = 0.0
@@ -36,10 +37,14 @@ class KeyedWriter:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, key: str, op: Op) -> None:
+    def submit(self, key: str, op: Op, *, urgent: bool = False) -> None:
+        """Queue ``op`` as the write of ``key`` (replacing a pending one); ``urgent`` writes go first."""
         with self._cond:
             self._pending.pop(key, None)
             self._pending[key] = op  # re-inserted at the end: FIFO among keys
+            self._urgent.pop(key, None)
+            if urgent:
+                self._urgent[key] = None
             self._cond.notify()
 
     def idle(self) -> bool:
@@ -70,10 +75,12 @@ class KeyedWriter:
             while not self._closed:
                 wait = self._down_until - time.monotonic()
                 if wait <= 0:
-                    for key in self._pending:
-                        if key not in self._inflight:
-                            self._inflight.add(key)
-                            return key, self._pending.pop(key)
+                    for keys in (self._urgent, self._pending):
+                        for key in keys:
+                            if key not in self._inflight:
+                                self._inflight.add(key)
+                                self._urgent.pop(key, None)
+                                return key, self._pending.pop(key)
                     wait = 1.0
                 self._cond.wait(min(wait, 1.0))
             return None
@@ -107,7 +114,7 @@ class KeyedWriter:
     def _failed(self, key: str, op: Op, err: Exception) -> None:
         with self._cond:
             self._inflight.discard(key)
-            self._pending.setdefault(key, op)  # retry, unless a newer write for the key came meanwhile
+            self._pending.setdefault(key, op)  # retry (not urgently), unless a newer write for the key came
             if not self._outage:
                 log.warning("%s: etcd unreachable, writes will be retried: %s", self.name, err)
                 self._outage = str(err)

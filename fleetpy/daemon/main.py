@@ -52,8 +52,9 @@ def setup_logging(verbosity: int) -> None:
     handler.setFormatter(logging.Formatter(fmt))
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbosity > 0 else logging.INFO)
-    if verbosity < 2:
-        logging.getLogger("fleetpy.registry").setLevel(logging.INFO)  # one line per etcd request at -v 2
+    if verbosity < 2:  # one line per etcd request (and urllib3's chatter) only at verbosity 2
+        logging.getLogger("fleetpy.registry").setLevel(logging.INFO)
+        logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 def parse_args(args: list[str]) -> tuple[str, str | None]:

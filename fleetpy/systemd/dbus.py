@@ -10,19 +10,21 @@ private socket alone dropped replies now and then in tests).
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import dbus
+import dbus.lowlevel
 
 from fleetpy.errors import SystemdError, UnitFileError
 from fleetpy.model.names import is_valid_name
 from fleetpy.model.unit import UnitFile
-from fleetpy.systemd.base import SystemdState
+from fleetpy.systemd.base import Failures, SystemdState, TransientSystemdError, raise_first
 
 log = logging.getLogger("fleetpy.systemd")
 
@@ -33,6 +35,10 @@ SERVICE = "org.freedesktop.systemd1"
 PATH = "/org/freedesktop/systemd1"
 MANAGER = "org.freedesktop.systemd1.Manager"
 _GONE = frozenset({"org.freedesktop.systemd1.NoSuchUnit", "org.freedesktop.systemd1.LoadFailed"})
+WINDOW = 64  # calls in flight at once in a pipelined batch
+_TRANSIENT = frozenset(f"org.freedesktop.DBus.Error.{n}" for n in (
+    "LimitsExceeded", "NoReply", "Disconnected", "Timeout", "TimedOut", "NoMemory", "ServiceUnknown", "NoServer",
+    "NameHasNoOwner"))  # the bus, not systemd, failed: worth retrying
 _RECONNECT = frozenset({"org.freedesktop.DBus.Error.Disconnected", "org.freedesktop.DBus.Error.NoReply",
                         "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NoServer"})
 T = TypeVar("T")
@@ -58,6 +64,7 @@ class DBusUnitManager:
         self._lock = threading.RLock()
         self._conn: Any = None
         self._manager: Any = None
+        self._destination: str | None = SERVICE
         self.calls = 0
         os.makedirs(self.directory, mode=0o755, exist_ok=True)
         os.chmod(self.directory, 0o755)
@@ -86,6 +93,7 @@ class DBusUnitManager:
                 errors.append(f"{address}: {err.get_dbus_message() or err}")
                 continue
             self._manager = dbus.Interface(proxy, MANAGER)
+            self._destination = SERVICE if address == "system" else None
             log.debug("connected to systemd via %s", address)
             return self._manager
         raise SystemdError("cannot connect to systemd: " + "; ".join(errors))
@@ -114,7 +122,8 @@ class DBusUnitManager:
                 if name in _RECONNECT:
                     self.close()
                 message = (err.get_dbus_message() or str(err)).strip().splitlines()[0]
-                raise SystemdError(f"{what}: {message}") from err
+                error = TransientSystemdError if name in _TRANSIENT else SystemdError
+                raise error(f"{what}: {message}") from err
 
     # -- files --------------------------------------------------------------------------------------------
     def _path(self, name: str) -> str:
@@ -164,50 +173,148 @@ class DBusUnitManager:
         except OSError as err:
             raise SystemdError(f"remove {path}: {err.strerror or err}") from err
 
+    # -- pipelined calls ------------------------------------------------------------------------------------
+    def _pipeline(self, method: str, signature: str, calls: Sequence[tuple[str, tuple[Any, ...]]], *,
+                  gone_ok: bool = False) -> Failures:
+        """Send every ``(unit, args)`` call of ``method`` at once, then collect the replies: one round trip's
+        latency for the lot instead of one per unit. Returns the failed units."""
+        if not calls:
+            return {}
+        replies: list[Any] = [None] * len(calls)
+        with self._lock:
+            self._connect()
+            conn, destination = self._conn, self._destination
+            pending: collections.deque[Any] = collections.deque()
+            for i, (_, args) in enumerate(calls):
+                message = dbus.lowlevel.MethodCallMessage(destination, PATH, MANAGER, method)
+                message.append(*args, signature=signature)
+
+                def keep(reply: Any, i: int = i) -> None:
+                    replies[i] = reply
+                if len(pending) >= WINDOW:  # the bus caps pending replies per connection (128 on the system bus)
+                    pending.popleft().block()
+                pending.append(conn.send_message_with_reply(message, keep, self.timeout, require_main_loop=False))
+                self.calls += 1
+            while pending:
+                pending.popleft().block()
+        failures: Failures = {}
+        for (unit, _), reply in zip(calls, replies, strict=True):
+            if reply is None or isinstance(reply, dbus.lowlevel.ErrorMessage):
+                name = reply.get_error_name() if reply is not None else "org.freedesktop.DBus.Error.NoReply"
+                if gone_ok and name in _GONE:
+                    continue
+                args = reply.get_args_list() if reply is not None else []
+                text = str(args[0]).strip().splitlines()[0] if args else name
+                if name in _RECONNECT:
+                    self.close()
+                error = TransientSystemdError if name in _TRANSIENT else SystemdError
+                failures[unit] = error(f"{method} {unit}: {text}")
+        return failures
+
     # -- UnitManager --------------------------------------------------------------------------------------
-    def load(self, name: str, unit_file: UnitFile) -> None:
-        path = self._write(name, unit_file)
-        try:
-            self._call(f"LinkUnitFiles {name}",
-                       lambda m: m.LinkUnitFiles([path], True, True, signature="asbb", timeout=self.timeout))
-            if unit_file.has_section("Install"):
-                self._call(f"EnableUnitFiles {name}",
-                           lambda m: m.EnableUnitFiles([path], True, True, signature="asbb", timeout=self.timeout))
-        except SystemdError:
-            self._hashes.pop(name, None)
+    def load_many(self, units: Mapping[str, UnitFile]) -> Failures:
+        """Write every file, link them all in one LinkUnitFiles call (enable those with ``[Install]`` in one
+        EnableUnitFiles call); a failing batch call is retried unit by unit to find the culprit."""
+        failures: Failures = {}
+        paths: dict[str, str] = {}
+        for name, unit_file in units.items():
             try:
-                self._remove(name)
-            except SystemdError:
-                pass
-            raise
-        self._hashes[name] = unit_file.hash
+                paths[name] = self._write(name, unit_file)
+            except SystemdError as err:
+                failures[name] = err
+        for call, wanted in (("LinkUnitFiles", list(paths)),
+                             ("EnableUnitFiles", [n for n in paths if units[n].has_section("Install")])):
+            wanted = [n for n in wanted if n not in failures]
+            if not wanted:
+                continue
+            label = ", ".join(wanted) if len(wanted) < 4 else f"{len(wanted)} units"
+            try:
+                self._files_call(call, [paths[n] for n in wanted], label)
+            except SystemdError as err:
+                if len(wanted) == 1:
+                    failures[wanted[0]] = err
+                    continue
+                for name in wanted:  # find the culprits
+                    try:
+                        self._files_call(call, [paths[name]], name)
+                    except SystemdError as one:
+                        failures[name] = one
+        with self._lock:
+            for name in units:
+                if name in failures:
+                    self._hashes.pop(name, None)
+                    self._forget(name)
+                else:
+                    self._hashes[name] = units[name].hash
+        return failures
+
+    def _files_call(self, call: str, paths: list[str], what: str) -> None:
+        if call == "LinkUnitFiles":
+            self._call(f"{call} {what}",
+                       lambda m: m.LinkUnitFiles(paths, True, True, signature="asbb", timeout=self.timeout))
+        else:
+            self._call(f"{call} {what}",
+                       lambda m: m.EnableUnitFiles(paths, True, True, signature="asbb", timeout=self.timeout))
+
+    def _forget(self, name: str) -> None:
+        try:
+            self._remove(name)
+        except SystemdError as err:
+            log.warning("%s", err)
+
+    def unload_many(self, names: Sequence[str]) -> Failures:
+        """StopUnit for all; then, only for the units whose stop was accepted (fleet #1216): disable the ones
+        with ``[Install]`` (one DisableUnitFiles call; the runtime link of the others is removed directly, which
+        is all disabling does for them), ResetFailedUnit, remove the file. Clean-up problems are only logged."""
+        failures = self._pipeline("StopUnit", "ss", [(n, (n, "replace")) for n in names], gone_ok=True)
+        done = [n for n in names if n not in failures]
+        with_install = [n for n in done if self._has_install(n)]
+        if with_install:
+            try:
+                self._call(f"DisableUnitFiles {', '.join(with_install[:3])}{'...' if len(with_install) > 3 else ''}",
+                           lambda m: m.DisableUnitFiles(with_install, True, signature="asb", timeout=self.timeout))
+            except SystemdError as err:
+                log.warning("unload: %s (ignored)", err)
+        reset = self._pipeline("ResetFailedUnit", "s", [(n, (n,)) for n in done], gone_ok=True)
+        for name, problem in reset.items():
+            log.warning("unload %s: %s (ignored)", name, problem)
+        with self._lock:
+            for name in done:
+                try:
+                    self._remove(name)
+                except SystemdError as err:
+                    failures[name] = err
+                    continue
+                self._hashes.pop(name, None)
+        return failures
+
+    def _has_install(self, name: str) -> bool:
+        try:
+            with open(self._path(name), encoding="utf-8", errors="surrogateescape") as f:
+                return UnitFile.parse(f.read()).has_section("Install")
+        except (OSError, UnitFileError):
+            return True  # unknown: let systemd disable it
+
+    def start_many(self, names: Sequence[str]) -> Failures:
+        return self._pipeline("StartUnit", "ss", [(n, (n, "replace")) for n in names])
+
+    def stop_many(self, names: Sequence[str]) -> Failures:
+        return self._pipeline("StopUnit", "ss", [(n, (n, "replace")) for n in names], gone_ok=True)
+
+    def load(self, name: str, unit_file: UnitFile) -> None:
+        raise_first(self.load_many({name: unit_file}))
 
     def unload(self, name: str) -> None:
-        """StopUnit, then (only if the stop was accepted: fleet #1216) disable, reset-failed, remove the file.
-        The clean-up calls are best effort: a unit systemd already forgot is not an error."""
-        self._call(f"StopUnit {name}", lambda m: m.StopUnit(name, "replace", signature="ss", timeout=self.timeout),
-                   gone_ok=True)
-        for what, fn in (
-            (f"DisableUnitFiles {name}",
-             lambda m: m.DisableUnitFiles([name], True, signature="asb", timeout=self.timeout)),
-            (f"ResetFailedUnit {name}", lambda m: m.ResetFailedUnit(name, signature="s", timeout=self.timeout)),
-        ):
-            try:
-                self._call(what, fn, gone_ok=True)
-            except SystemdError as err:
-                log.warning("unload %s: %s (ignored)", name, err)
-        self._remove(name)
-        self._hashes.pop(name, None)
+        raise_first(self.unload_many([name]))
+
+    def start(self, name: str) -> None:
+        raise_first(self.start_many([name]))
+
+    def stop(self, name: str) -> None:
+        raise_first(self.stop_many([name]))
 
     def reload(self) -> None:
         self._call("Reload", lambda m: m.Reload(timeout=self.reload_timeout))
-
-    def start(self, name: str) -> None:
-        self._call(f"StartUnit {name}", lambda m: m.StartUnit(name, "replace", signature="ss", timeout=self.timeout))
-
-    def stop(self, name: str) -> None:
-        self._call(f"StopUnit {name}", lambda m: m.StopUnit(name, "replace", signature="ss", timeout=self.timeout),
-                   gone_ok=True)
 
     def states(self, names: Iterable[str]) -> dict[str, SystemdState]:
         wanted = list(names)

@@ -10,11 +10,11 @@ in ``calls`` so tests can count D-Bus round trips. The shared contract scenario 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from fleetpy.errors import SystemdError
 from fleetpy.model.unit import UnitFile
-from fleetpy.systemd.base import NOT_FOUND, SystemdState
+from fleetpy.systemd.base import NOT_FOUND, Failures, SystemdState, TransientSystemdError, each
 
 
 class FakeUnitManager:
@@ -25,15 +25,17 @@ class FakeUnitManager:
         self.seen: dict[str, UnitFile] = {}  # what systemd has loaded (as of the last reload)
         self.active: dict[str, tuple[str, str]] = {}  # name -> (ActiveState, SubState) when not inactive/dead
         self.rejected: set[str] = set()  # names whose content systemd refuses (LoadState bad-setting)
-        self.failures: dict[tuple[str, str], str] = {}  # (call, name or "") -> error message, raised once
+        self.failures: dict[tuple[str, str], tuple[str, bool]] = {}  # (call, name or "") -> (message, transient)
         self.calls: list[tuple[str, str]] = []
         self.reloads = 0
 
     # -- test controls ------------------------------------------------------------------------------------
-    def fail(self, call: str, name: str = "", message: str = "injected failure") -> None:
-        """Make the next ``call`` (``load``, ``start``, ...) for ``name`` raise SystemdError."""
+    def fail(self, call: str, name: str = "", message: str = "injected failure", *, transient: bool = False
+             ) -> None:
+        """Make the next ``call`` (``load``, ``start``, ...) for ``name`` raise SystemdError (a
+        TransientSystemdError, like a bus timeout, with ``transient``)."""
         with self._lock:
-            self.failures[(call, name)] = message
+            self.failures[(call, name)] = (message, transient)
 
     def reject(self, name: str) -> None:
         """systemd will report ``bad-setting`` for this unit and refuse to start it."""
@@ -53,9 +55,11 @@ class FakeUnitManager:
     def _call(self, call: str, name: str = "") -> None:
         self.calls.append((call, name))
         for key in ((call, name), (call, "")):
-            message = self.failures.pop(key, None)
-            if message is not None:
-                raise SystemdError(f"{call} {name}: {message}".replace("  ", " "))
+            failure = self.failures.pop(key, None)
+            if failure is not None:
+                message, transient = failure
+                error = TransientSystemdError if transient else SystemdError
+                raise error(f"{call} {name}: {message}".replace("  ", " "))
 
     def _refused(self, name: str) -> bool:
         """systemd refuses a service with neither ExecStart= nor ExecStop= (LoadState bad-setting)."""
@@ -122,3 +126,15 @@ class FakeUnitManager:
     def units(self) -> Mapping[str, str]:
         with self._lock:
             return {name: uf.hash for name, uf in sorted(self.files.items())}
+
+    def load_many(self, units: Mapping[str, UnitFile]) -> Failures:
+        return each(units, lambda name: self.load(name, units[name]))
+
+    def unload_many(self, names: Sequence[str]) -> Failures:
+        return each(names, self.unload)
+
+    def start_many(self, names: Sequence[str]) -> Failures:
+        return each(names, self.start)
+
+    def stop_many(self, names: Sequence[str]) -> Failures:
+        return each(names, self.stop)

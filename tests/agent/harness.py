@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fleetpy.agent.agent import Agent
+from fleetpy.agent.agent import Agent, Outcome
 from fleetpy.agent.publisher import StatePublisher
 from fleetpy.errors import RegistryUnavailable
 from fleetpy.model.records import JobState, MachineState, Unit
@@ -78,12 +78,15 @@ class Harness:
         self.registry.set_target_state(name, state)
 
     # -- driving ------------------------------------------------------------------------------------------
-    def reconcile(self) -> list[str]:
-        """Refresh the caches (as the watches would), run one pass, return "Kind unit" per executed task."""
+    def outcomes(self) -> list[Outcome]:
+        """Refresh the caches (as the watches would) and run one pass."""
         self.jobs.reload()
         self.machine_tree.reload()
-        outcomes = self.agent.reconcile()
-        return [f"{o.task.kind.value} {o.task.unit}".strip() for o in outcomes if not o.skipped and not o.error]
+        return self.agent.reconcile()
+
+    def reconcile(self) -> list[str]:
+        """One pass; "Kind unit" per task that was executed successfully."""
+        return [f"{o.task.kind.value} {o.task.unit}".strip() for o in self.outcomes() if not o.skipped and not o.error]
 
     def publish(self) -> None:
         self.publisher.poll()

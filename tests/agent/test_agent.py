@@ -158,15 +158,40 @@ def test_restarted_agent_unloads_what_is_no_longer_scheduled(h: Harness) -> None
         again.close()
 
 
-def test_a_failed_task_halts_the_pass_and_the_next_pass_goes_on(h: Harness) -> None:
+def test_a_failed_load_halts_the_pass_and_the_next_pass_goes_on(h: Harness) -> None:
+    for name in ("a.service", "b.service", "c.service"):
+        h.submit(unit(name, L))
+    h.fake.fail("load", "b.service", "No space left on device")
+    assert [(o.task.kind.value, o.task.unit, bool(o.error), o.skipped) for o in h.outcomes()] == [
+        ("LoadUnit", "a.service", False, False), ("LoadUnit", "b.service", True, False),
+        ("LoadUnit", "c.service", False, False), ("ReloadUnitFiles", "", False, True),
+        ("StartUnit", "a.service", False, True), ("StartUnit", "b.service", False, True),
+        ("StartUnit", "c.service", False, True)]
+    assert h.agent.trigger.wait(0)  # progress was made: the loop runs again at once
+    assert h.reconcile() == ["LoadUnit b.service", "ReloadUnitFiles", "StartUnit a.service", "StartUnit b.service",
+                             "StartUnit c.service"]
+    assert h.reconcile() == []
+
+
+def test_a_failed_start_does_not_keep_the_other_starts_of_its_batch_back(h: Harness) -> None:
     for name in ("a.service", "b.service", "c.service"):
         h.submit(unit(name, L))
     h.fake.fail("start", "b.service", "Unit b.service has a bad unit file setting.")
     assert h.reconcile() == ["LoadUnit a.service", "LoadUnit b.service", "LoadUnit c.service", "ReloadUnitFiles",
-                             "StartUnit a.service"]
-    assert h.agent.trigger.wait(0)  # progress was made: the loop runs again at once
-    assert h.reconcile() == ["StartUnit c.service"]  # b is not retried (fleet sets the target state first)
-    assert h.reconcile() == []
+                             "StartUnit a.service", "StartUnit c.service"]
+    assert h.reconcile() == []  # b is not retried (fleet sets the target state first)
+    assert h.fake.count("start", "b.service") == 1
+
+
+def test_a_start_that_failed_for_a_transient_reason_is_retried(h: Harness) -> None:
+    h.submit(unit("a.service", L))
+    h.fake.fail("start", "a.service", "The maximum number of pending replies per connection has been reached",
+                transient=True)
+    assert h.reconcile() == ["LoadUnit a.service", "ReloadUnitFiles"]
+    assert h.reconcile() == ["StartUnit a.service"]
+    assert h.fake.active["a.service"] == ("active", "running")
+    h.publish()
+    assert h.job_state("a.service") == ME
 
 
 def test_unit_systemd_rejects_shows_the_load_error_and_others_run(h: Harness) -> None:

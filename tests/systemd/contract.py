@@ -56,7 +56,8 @@ def scenario(manager: UnitManager, prefix: str = "contract") -> list[Any]:
     missing = f"{prefix}-missing.service"
     out.append(("start-missing-names-call-and-unit", error_of(manager.start, missing).startswith(
         f"StartUnit {missing}:")))
-    manager.start(a)
+    failures = manager.start_many([missing, a])
+    out.append(("start-many-fails-only-the-missing", sorted(failures)))
     settle(manager, a, ("active", "running"))
     manager.load(a, GOOD2)  # replacing content: unload first is the agent's job; load overwrites
     out.append(("hash-after-replace", manager.units()[a] == GOOD2.hash))
@@ -77,6 +78,7 @@ EXPECTED: list[Any] = [
     ("refused", "bad-setting"),
     ("start-refused-names-call-and-unit", True),
     ("start-missing-names-call-and-unit", True),
+    ("start-many-fails-only-the-missing", ["contract-missing.service"]),
     ("hash-after-replace", True),
     ("unloaded", ("not-found", "inactive", "dead")),
     ("units-after", []),
