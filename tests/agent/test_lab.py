@@ -247,3 +247,21 @@ def test_etcd_outage_keeps_units_running_and_reconverges(cluster: Cluster) -> No
     journal = cluster.journal("node1")
     assert journal.count("machine heartbeat failed") == 1 and "machine heartbeat recovered" in journal
     assert "task UnloadUnit" not in journal
+
+
+def test_sighup_rebuilds_the_server_without_touching_units(cluster: Cluster) -> None:
+    cluster.start("node3")
+    cluster.submit("hup.service", "node3")
+    cluster.wait_state("hup.service", "node3", ("loaded", "active", "running"))
+    unit_pid, agent_pid = cluster.main_pid("node3", "hup.service"), cluster.lab.agent_pid("node3")
+    cluster.lab.stop_agent("node3", "SIGHUP")
+    assert wait_until(lambda: cluster.journal("node3").split("Started fleetpyd")[-1].count("running as machine") == 2,
+                      TIMEOUT)
+    assert cluster.lab.agent_pid("node3") == agent_pid
+    cluster.submit("after-hup.service", "node3")
+    cluster.wait_state("after-hup.service", "node3", ("loaded", "active", "running"))
+    assert cluster.main_pid("node3", "hup.service") == unit_pid
+    assert cluster.state("hup.service", "node3") == ("loaded", "active", "running")
+    assert cluster.registry.machine(cluster.ids["node3"]) is not None
+    last_run = cluster.journal("node3").split("Started fleetpyd")[-1]
+    assert "SIGHUP: configuration re-read" in last_run and "UnloadUnit" not in last_run

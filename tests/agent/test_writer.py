@@ -1,0 +1,79 @@
+"""KeyedWriter: latest write per key wins, one in flight per key, urgent first, retries while etcd is down."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from fleetpy.agent.writer import KeyedWriter
+from fleetpy.errors import RegistryUnavailable
+
+
+@pytest.fixture
+def writer() -> Iterator[KeyedWriter]:
+    w = KeyedWriter(workers=1, name="test")
+    yield w
+    w.close()
+
+
+def test_latest_write_per_key_wins(writer: KeyedWriter) -> None:
+    gate = threading.Event()
+    done: list[str] = []
+    writer.submit("block", lambda: gate.wait(5) and None)
+    for i in range(5):
+        writer.submit("k", lambda i=i: done.append(f"k{i}"))  # type: ignore[misc]
+    gate.set()
+    assert writer.flush(5)
+    assert done == ["k4"]
+
+
+def test_urgent_writes_go_first(writer: KeyedWriter) -> None:
+    gate = threading.Event()
+    done: list[str] = []
+    writer.submit("block", lambda: gate.wait(5) and None)
+    writer.submit("slow1", lambda: done.append("slow1"))
+    writer.submit("slow2", lambda: done.append("slow2"))
+    writer.submit("fast", lambda: done.append("fast"), urgent=True)
+    gate.set()
+    assert writer.flush(5)
+    assert done == ["fast", "slow1", "slow2"]
+
+
+def test_unreachable_etcd_is_retried_until_it_returns(writer: KeyedWriter, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="fleetpy.agent.writer")
+    attempts: list[int] = []
+
+    def op() -> None:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise RegistryUnavailable("connection refused")
+    writer.submit("k", op)
+    assert writer.flush(10)
+    assert len(attempts) == 3
+    warnings = [r for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(warnings) == 1  # once per outage
+    assert any("reachable again" in r.getMessage() for r in caplog.records)
+
+
+def test_a_newer_write_replaces_a_failed_one(writer: KeyedWriter) -> None:
+    done: list[str] = []
+
+    def failing() -> None:
+        writer.submit("k", lambda: done.append("new"))
+        raise RegistryUnavailable("down")
+    writer.submit("k", failing)
+    assert writer.flush(10)
+    assert done == ["new"]
+
+
+def test_other_errors_are_logged_and_dropped(writer: KeyedWriter, caplog: pytest.LogCaptureFixture) -> None:
+    from fleetpy.errors import CASConflict
+
+    def op() -> None:
+        raise CASConflict("compare failed")
+    writer.submit("k", op)
+    assert writer.flush(5)
+    assert any("compare failed" in r.getMessage() for r in caplog.records)
