@@ -265,3 +265,22 @@ def test_sighup_rebuilds_the_server_without_touching_units(cluster: Cluster) -> 
     assert cluster.registry.machine(cluster.ids["node3"]) is not None
     last_run = cluster.journal("node3").split("Started fleetpyd")[-1]
     assert "SIGHUP: configuration re-read" in last_run and "UnloadUnit" not in last_run
+
+
+def test_with_engines_units_are_scheduled_and_move_when_an_agent_shuts_down(cluster: Cluster) -> None:
+    cluster.env["FLEET_DISABLE_ENGINE"] = "false"
+    cluster.env["FLEET_ENGINE_RECONCILE_INTERVAL"] = "0.5"
+    cluster.start_all()
+    names = [f"sched{i}.service" for i in range(6)]
+    for name in names:
+        cluster.submit(name, None)
+
+    def placement() -> dict[str, str]:
+        return {s.name: s.machine_id for s in cluster.registry.unit_states() if s.active_state == "active"}
+    assert wait_until(lambda: len(placement()) == 6, TIMEOUT)
+    by_machine = {m: sorted(n for n, mm in placement().items() if mm == m) for m in cluster.ids.values()}
+    assert all(len(units) == 2 for units in by_machine.values())  # least loaded
+    cluster.lab.stop_agent("node2")
+    gone = cluster.ids["node2"]
+    assert wait_until(lambda: len(placement()) == 6 and gone not in placement().values(), TIMEOUT)
+    assert cluster.local_units("node2") == []
