@@ -50,6 +50,11 @@ def start(node: Node, env: Mapping[str, str], binary: str | None = None) -> None
         raise LabError(f"{binary} not found: pip install -e . in the venv the lab runs from")
     node.exec(["systemctl", "stop", UNIT], timeout=20)
     node.exec(["systemctl", "reset-failed", UNIT], timeout=10)
+    # Units on the node (discovery sidekicks) find etcd and their address the way they would on a machine
+    # whose fleet.conf is readable: through the manager environment, since lab nodes share the host's /etc.
+    shared = [f"{key}={env[key]}" for key in ("FLEET_ETCD_SERVERS", "FLEET_PUBLIC_IP") if env.get(key)]
+    if shared:
+        node.exec(["systemctl", "set-environment", *shared], timeout=10)
     node.systemd_run(UNIT, [binary], properties=PROPERTIES, env=env)
 
 
