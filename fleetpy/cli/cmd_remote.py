@@ -13,7 +13,7 @@ import dataclasses
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -23,9 +23,13 @@ from fleetpy.client.api import FleetClient
 from fleetpy.client.connect import connect
 from fleetpy.model.names import mangle
 from fleetpy.model.records import JobState, MachineState
-from fleetpy.ssh.client import DEFAULT_PORT, SSHConfig
-from fleetpy.ssh.remote import MachineRunner, journalctl, systemctl_status
-from fleetpy.ssh.tunnel import Tunnel, open_tunnel, ssh_config_for
+
+if TYPE_CHECKING:  # paramiko costs ~0.2 s to import: only the commands that use SSH pay for it
+    from fleetpy.ssh.client import SSHConfig
+    from fleetpy.ssh.remote import MachineRunner
+    from fleetpy.ssh.tunnel import Tunnel
+
+DEFAULT_PORT = 22
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,6 +61,9 @@ class _Session:
 @contextlib.contextmanager
 def _session(ctx: click.Context, ssh_port: int, ssh_identity: str) -> Iterator[_Session]:
     """The client, and a runner for machines, sharing ONE SSH connection to the tunnel host when tunnelled."""
+    from fleetpy.ssh.remote import MachineRunner
+    from fleetpy.ssh.tunnel import open_tunnel, ssh_config_for
+
     env = ctx.find_object(CliEnv)
     config = env.config if env is not None else CliEnv().config
     ssh = ssh_config_for(config)
@@ -109,6 +116,7 @@ def status(ctx: click.Context, ssh_port: int, ssh_identity: str, units: tuple[st
 
 
 def _status(ctx: click.Context, ssh_port: int, ssh_identity: str, names: list[str]) -> int:
+    from fleetpy.ssh import remote
     if not names:
         raise CommandFailed("No units given")
     out, err = sys.stdout.buffer, sys.stderr.buffer
@@ -134,7 +142,7 @@ def _status(ctx: click.Context, ssh_port: int, ssh_identity: str, names: list[st
                     out.write(b"\n")
                     out.flush()
                 first = False
-                code = session.runner.run(machine, systemctl_status(name), stdout=out, stderr=err)
+                code = session.runner.run(machine, remote.systemctl_status(name), stdout=out, stderr=err)
                 if code != 0:
                     return code
     return 0
@@ -157,6 +165,7 @@ def journal(ctx: click.Context, lines: int, follow: bool, output: str, sudo: boo
 
 def _journal(ctx: click.Context, ssh_port: int, ssh_identity: str, units: tuple[str, ...], *, lines: int,
              follow: bool, output: str, sudo: bool) -> int:
+    from fleetpy.ssh import remote
     if len(units) != 1:
         raise CommandFailed("One unit file must be provided.")
     name = mangle(units[0])
@@ -170,7 +179,7 @@ def _journal(ctx: click.Context, ssh_port: int, ssh_identity: str, units: tuple[
         if scheduled is None or scheduled.target_machine is None or scheduled.current_state is JobState.INACTIVE:
             raise CommandFailed(f"Unit {name} does not appear to be loaded.")
         machine = _machine(session, scheduled.target_machine, name)
-        argv = journalctl(name, lines=lines, follow=follow, output=output, sudo=sudo)
+        argv = remote.journalctl(name, lines=lines, follow=follow, output=output, sudo=sudo)
         return session.runner.run(machine, argv, stdout=sys.stdout.buffer,
                                  stderr=sys.stderr.buffer)
 
