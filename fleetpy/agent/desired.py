@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from fleetpy.model.constraints import conflicting_unit, describe_metadata, unmet_metadata
 from fleetpy.model.job import Requirements
+from fleetpy.model.names import is_valid_name
 from fleetpy.model.records import Unit
 
 
@@ -35,6 +36,9 @@ def desired_units(*, machine_id: str, metadata: Mapping[str, str], units: Iterab
     chosen: dict[str, Requirements] = {}
     with_conflicts: dict[str, Requirements] = {}  # the chosen units that declare Conflicts
     for unit in sorted(units, key=lambda u: u.name):
+        if not is_valid_name(unit.name):
+            out.skipped[unit.name] = "not a valid unit name"
+            continue
         req = unit.requirements
         if req.is_global:
             unmet = unmet_metadata(metadata, req.metadata)

@@ -48,9 +48,12 @@ class AlreadyRunning(FleetError):
 
 def take_lock(directory: str) -> int:
     """Hold ``<units_directory>/.fleetpyd.lock`` for the process lifetime (one agent per machine)."""
-    os.makedirs(directory, mode=0o755, exist_ok=True)
     path = os.path.join(directory, LOCK_NAME)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as err:
+        raise FleetError(f"cannot use the units directory {directory}: {err.strerror or err}") from err
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as err:
@@ -202,7 +205,9 @@ def build(config: Config, *, store: KVStore | None = None, manager: UnitManager 
         registry = Registry(store, config.etcd_key_prefix)
         if manager is None:
             from fleetpy.systemd.dbus import DBusUnitManager  # the only place the D-Bus driver is named
-            manager = DBusUnitManager(config.units_directory)
+            driver = DBusUnitManager(config.units_directory)
+            driver.connect()
+            manager = driver
         ttl = config.ttl_seconds
         heart = Heart(registry=registry, machine=machine_source(config, machine_id), ttl=ttl,
                       takeover=lock_fd is not None, reclaim=reclaim)

@@ -66,9 +66,17 @@ class DBusUnitManager:
         self._manager: Any = None
         self._destination: str | None = SERVICE
         self.calls = 0
-        os.makedirs(self.directory, mode=0o755, exist_ok=True)
-        os.chmod(self.directory, 0o755)
-        self._hashes: dict[str, str] = self._scan()
+        try:
+            os.makedirs(self.directory, mode=0o755, exist_ok=True)
+            os.chmod(self.directory, 0o755)
+            self._hashes: dict[str, str] = self._scan()
+        except OSError as err:
+            raise SystemdError(f"units directory {self.directory}: {err.strerror or err}") from err
+
+    def connect(self) -> None:
+        """Connect now (fleetpyd does at start, to fail early and clearly when systemd is unreachable)."""
+        with self._lock:
+            self._connect()
 
     # -- connection ---------------------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -146,6 +154,8 @@ class DBusUnitManager:
         return out
 
     def _write(self, name: str, unit_file: UnitFile) -> str:
+        if not is_valid_name(name):  # names come from the registry: never let one reach outside the directory
+            raise SystemdError(f"write {name!r}: not a valid unit name")
         path = self._path(name)
         tmp = os.path.join(self.directory, f".{name}.tmp")
         try:

@@ -37,6 +37,8 @@ CASES = [
     ("no-self-conflict", [unit("a.service", Conflicts="a*")], {"a.service": ME}, ["a.service"], []),
     ("specifier-in-metadata", [unit("m@web.service", Global="true", MachineMetadata="role=%i")], {},
      ["m@web.service"], []),
+    ("invalid-name-skipped", [unit("a b.service"), unit("a.service")], {"a b.service": ME, "a.service": ME},
+     ["a.service"], ["a b.service"]),
     ("many-sorted", [unit("c.service"), unit("a.service"), unit("b.service")],
      {"a.service": ME, "b.service": ME, "c.service": ME}, ["a.service", "b.service", "c.service"], []),
 ]

@@ -139,3 +139,13 @@ def test_with_the_engine_an_unscheduled_unit_is_scheduled_here_and_runs(
     assert registry.job("a.service").target == ME  # type: ignore[union-attr]
     assert running.finish() == 0
     assert registry.lease() is None  # released on shutdown
+
+
+def test_an_unusable_units_directory_is_a_one_line_error(tmp_path: Path) -> None:
+    from fleetpy.errors import FleetError
+
+    (tmp_path / "file").write_text("")
+    config = Config(units_directory=str(tmp_path / "file" / "units"), disable_engine=True)
+    with pytest.raises(FleetError, match="cannot use the units directory") as info:
+        server_module.build(config, manager=FakeUnitManager(), machine_id=ME)
+    assert "\n" not in str(info.value)
