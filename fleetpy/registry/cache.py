@@ -78,12 +78,29 @@ class TreeCache:
             return
         try:
             event = self.store.watch(self.prefix, after_index=self.index, timeout=self.watch_timeout)
+            if event is None:
+                self._catch_up()
+                return
         except IndexCleared:
             log.info("watch on %s fell behind the event history: re-reading", self.prefix)
             self.reload()
             return
+        self.apply(event)
+
+    def _catch_up(self) -> None:
+        """After a quiet watch, move the position up to the store's index, so that writes elsewhere in etcd do not
+        push it out of the 1000-event history (which would force a full re-read). Safe: an event under the prefix
+        at or below that index would make the zero-wait watch below return it instead."""
+        before = self.index
+        latest = self.store.current_index()
+        if latest <= before:
+            return
+        event = self.store.watch(self.prefix, after_index=before, timeout=0.05)
         if event is not None:
             self.apply(event)
+            return
+        with self._lock:
+            self._index = max(self._index, latest)
 
     def run(self, stop: threading.Event, *, error_pause: float = 1.0) -> None:
         """Follow the tree until ``stop``; errors are logged once per outage and retried with a re-read."""

@@ -139,3 +139,26 @@ def test_watch_index_cleared_after_history(store: KVStore, etcd_prefix: str) -> 
         store.set(f"{etcd_prefix}h/k", str(i))
     with pytest.raises(IndexCleared):
         store.watch(f"{etcd_prefix}h", after_index=start, timeout=1)
+
+
+def test_tree_cache_follows_changes_and_keeps_up_with_unrelated_writes(store: KVStore, etcd_prefix: str) -> None:
+    from fleetpy.registry.cache import TreeCache
+
+    store.set(f"{etcd_prefix}c/a", "1")
+    cache = TreeCache(store, f"{etcd_prefix}c", watch_timeout=0.2)
+    cache.step()  # first step loads
+    assert [n.value for n in cache.nodes()] == ["1"]
+    store.set(f"{etcd_prefix}c/b", "2")
+    cache.step()
+    store.delete(f"{etcd_prefix}c/a")
+    cache.step()
+    assert [(n.key.rsplit("/", 1)[1], n.value) for n in cache.nodes()] == [("b", "2")]
+    for i in range(1100):  # busy elsewhere: more than the event history
+        store.set(f"{etcd_prefix}elsewhere/{i % 5}", str(i))
+        if i % 300 == 0:
+            cache.step()  # quiet watches move the position along
+    cache.step()
+    store.set(f"{etcd_prefix}c/c", "3")
+    cache.step()
+    assert cache.reloads == 1  # never had to re-read the tree
+    assert [n.value for n in cache.nodes()] == ["2", "3"]
