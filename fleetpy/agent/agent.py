@@ -21,6 +21,7 @@ from fleetpy.errors import FleetError, RegistryError, SystemdError
 from fleetpy.loop import Trigger, run_periodic
 from fleetpy.model.records import JobState, MachineState, Unit
 from fleetpy.model.unit import UnitFile
+from fleetpy.observe import NULL, PassMetrics
 from fleetpy.registry import codec
 from fleetpy.registry.cache import TreeCache
 from fleetpy.registry.keys import Tree
@@ -57,6 +58,7 @@ class Agent:
         self.registry = registry
         self.manager = manager
         self.publisher = publisher
+        self.metrics: PassMetrics = NULL
         self.machine = machine
         self.jobs = jobs
         self.machine_tree = machine_tree
@@ -184,10 +186,15 @@ class Agent:
 
     # -- reconcile ----------------------------------------------------------------------------------------
     def reconcile(self) -> list[Outcome]:
+        started = time.monotonic()
         desired = self.desired()
         tasks = plan(desired.units, self.current())
         outcomes = self.execute(tasks)
         self.passes += 1
+        for outcome in outcomes:
+            if not outcome.skipped:
+                self.metrics.task("agent", str(outcome.task.kind), ok=not outcome.error)
+        self.metrics.reconcile("agent", time.monotonic() - started, ok=not any(o.error for o in outcomes))
         self.publisher.track(self.manager.units(), self._launched())
         if tasks:
             self.publisher.kick()

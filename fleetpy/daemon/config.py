@@ -19,7 +19,7 @@ from fleetpy.registry.keys import DEFAULT_PREFIX
 
 DEFAULT_CONFIG_FILE = "/etc/fleet/fleet.conf"
 DEPRECATED = frozenset({"verify_units", "authorized_keys_file"})
-IGNORED = frozenset({"systemd_user", "enable_grpc", "token_limit"})  # fleet options fleetpyd accepts and ignores
+IGNORED = frozenset({"systemd_user", "enable_grpc"})  # fleet options fleetpyd accepts and ignores
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 
@@ -113,6 +113,10 @@ class Config:
     disable_watches: bool = False
     verbosity: int = 0
     shutdown_keep_units: bool = False
+    token_limit: int = 100
+    api_socket: str = "/var/run/fleet.sock"  # fleetpy's: fleet got its listeners from fleet.socket; "" = none
+    api_tcp: str = ""  # "host:port" for a TCP listener as well (fleet's functional tests used :54728)
+    api_socket_group: str = ""
     source: str = "defaults"  # where the values came from, for messages
 
     def __post_init__(self) -> None:
@@ -134,6 +138,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "disable_watches": parse_bool,
     "shutdown_keep_units": parse_bool,
     "verbosity": int,
+    "token_limit": lambda v: _positive(int(v)),
     "public_ip": parse_ip,
 }
 OPTIONS = tuple(f.name for f in fields(Config) if f.name != "source")

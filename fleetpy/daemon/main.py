@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 from types import FrameType
+from typing import Any
 
 from fleetpy import __version__
 from fleetpy.daemon import config as configuration
@@ -93,12 +94,29 @@ class Daemon:
         self.stop.set()
 
     def run(self, config: Config) -> int:
+        from fleetpy.api.metrics import Metrics
+
+        metrics = Metrics()
+        self.api: Any = None
+        try:
+            return self._loop(config, metrics)
+        finally:
+            if self.api is not None:
+                self.api.close()
+
+    def _loop(self, config: Config, metrics: Any) -> int:
         reclaim = False
         while True:
             self.stop.clear()
             self.reload.clear()
-            srv = server.build(config, reclaim=reclaim)
+            srv = server.build(config, reclaim=reclaim, metrics=metrics)
             self.server = srv
+            if self.api is None:  # once per process: a SIGHUP rebuild keeps the listeners and swaps the registry
+                self.api = server.build_api(config, srv.registry, metrics)
+                if self.api is not None:
+                    self.api.start()
+            else:
+                self.api.router.registry = srv.registry
             try:
                 status = f"READY=1\nSTATUS=machine {srv.machine_id}"
                 code = srv.run(self.stop, ready=lambda: sd_notify(status))  # noqa: B023 - called within the loop

@@ -190,8 +190,22 @@ class Server:
             self.lock_fd = None
 
 
+def build_api(config: Config, registry: Registry, metrics: Any) -> Any:
+    """fleet's HTTP API for this daemon (``api_socket``/``api_tcp``), or None when neither is set. Built once per
+    process and kept across SIGHUP rebuilds (its registry is swapped), so its listeners stay open, as fleet's."""
+    if not config.api_socket and not config.api_tcp:
+        return None
+    from fleetpy.api.listeners import systemd_sockets
+    from fleetpy.api.server import ApiServer
+
+    return ApiServer(registry, socket_path=config.api_socket or None, tcp=config.api_tcp or None,
+                     token_limit=config.token_limit, version=__version__, metrics=metrics,
+                     socket_group=config.api_socket_group or None, sockets=systemd_sockets())
+
+
 def build(config: Config, *, store: KVStore | None = None, manager: UnitManager | None = None,
-          machine_id: str | None = None, lock: bool = True, reclaim: bool = False) -> Server:
+          machine_id: str | None = None, lock: bool = True, reclaim: bool = False,
+          metrics: Any = None) -> Server:
     """Build a server from ``config``. Tests inject ``store``, ``manager`` and ``machine_id``. ``reclaim``: this
     process registered the machine before (SIGHUP rebuild), so its registration is overwritten."""
     machine_id = machine_id or netinfo.machine_id()
@@ -202,6 +216,10 @@ def build(config: Config, *, store: KVStore | None = None, manager: UnitManager 
             tls = TLSConfig(ca_file=config.etcd_cafile, cert_file=config.etcd_certfile, key_file=config.etcd_keyfile)
             store = EtcdStore(list(config.etcd_servers), timeout=config.etcd_request_timeout, tls=tls,
                               username=config.etcd_username, password=config.etcd_password)
+            if metrics is not None:
+                from fleetpy.api.metered import MeteredStore
+
+                store = MeteredStore(store, metrics)
         registry = Registry(store, config.etcd_key_prefix)
         if manager is None:
             from fleetpy.systemd.dbus import DBusUnitManager  # the only place the D-Bus driver is named
@@ -219,10 +237,15 @@ def build(config: Config, *, store: KVStore | None = None, manager: UnitManager 
         if not config.disable_watches:
             jobs.on_change = agent.on_job_event
             machine_tree.on_change = agent.on_machine_event
+        if metrics is not None:
+            agent.metrics = metrics
         engine: Component | None = None
         if not config.disable_engine:
             from fleetpy.engine.engine import Engine  # built only when enabled (disable_engine=true skips it)
-            engine = Engine(registry, machine_id, reconcile_interval=config.engine_reconcile_interval)
+            built = Engine(registry, machine_id, reconcile_interval=config.engine_reconcile_interval)
+            if metrics is not None:
+                built.metrics = metrics
+            engine = built
     except BaseException:
         if lock_fd is not None:
             os.close(lock_fd)

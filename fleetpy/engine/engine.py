@@ -22,6 +22,7 @@ from fleetpy.engine.plan import Plan, Task, TaskKind, plan
 from fleetpy.errors import CASConflict
 from fleetpy.loop import Trigger, run_periodic
 from fleetpy.model.job import Requirements
+from fleetpy.observe import NULL, PassMetrics
 from fleetpy.registry.cache import TreeCache
 from fleetpy.registry.keys import Tree
 from fleetpy.registry.registry import ENGINE_VERSION, Registry, decode_jobs, decode_machines
@@ -93,6 +94,8 @@ class Engine:
                  mass_loss_hold: float | None = None, reason_resync: float = 60.0) -> None:
         self.registry = registry
         self.machine_id = machine_id
+        self.metrics: PassMetrics = NULL
+        self._was_leading = False
         self.reconcile_interval = reconcile_interval
         self.clock = clock
         self.lease_ttl = max(1, math.ceil(5 * reconcile_interval))
@@ -146,7 +149,11 @@ class Engine:
     # -- one pass -------------------------------------------------------------------------------------------
     def reconcile_once(self) -> list[Task]:
         """One pass if this engine leads; returns the tasks written. Without ``run()``, re-reads the trees."""
-        if not self.leadership.check():
+        leading = self.leadership.check()
+        if leading != self._was_leading:
+            self.metrics.leader(leading)
+            self._was_leading = leading
+        if not leading:
             if self._follower is not None:
                 self._end_term()
             return []
@@ -159,14 +166,21 @@ class Engine:
             follower.reload()
         if not follower.loaded:
             return []  # the first read of this term fires the trigger when it lands
-        inputs = (follower.jobs.index, follower.machines.index)
+        inputs = (follower.jobs.version, follower.machines.version)
         if inputs == self._settled:
             return []  # same caches, nothing pending: the plan would be the same empty one
         self.passes += 1
+        started = time.monotonic()
         now = self.clock()
         cluster = self.snapshot(follower, now)
         result = plan(cluster)
         done = self.execute(result)
+        for task in done:
+            self.metrics.task("engine", str(task.kind))
+        for _ in range(len(result.tasks) - len(done)):
+            self.metrics.task("engine", "unfinished", ok=False)
+        self.metrics.reconcile("engine", time.monotonic() - started, ok=len(done) == len(result.tasks),
+                               reason="run" if len(done) == len(result.tasks) else "schedule_failure")
         if len(done) == len(result.tasks):
             self.write_reasons(result, now)
         quiet = not result.tasks and not cluster.held and not self._overlay and not self._missing_bodies

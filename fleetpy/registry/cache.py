@@ -29,6 +29,7 @@ class TreeCache:
         self._index = 0
         self.loaded = threading.Event()
         self.reloads = 0
+        self.version = 0  # bumped on every change of the copy's content (not when only the position moves)
 
     # -- reading (thread-safe copies) ---------------------------------------------------------------------
     def nodes(self) -> list[Node]:
@@ -50,6 +51,7 @@ class TreeCache:
         with self._lock:
             self._nodes = {n.key: n for n in listing.nodes}
             self._index = listing.index
+            self.version += 1
         self.reloads += 1
         self.loaded.set()
         if self.on_change is not None:
@@ -68,6 +70,7 @@ class TreeCache:
             elif not node.is_dir and node.value is not None:
                 self._nodes[node.key] = node
             self._index = max(self._index, node.modified_index)
+            self.version += 1
         if self.on_change is not None:
             self.on_change(event)
 
