@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from fleetpy.client.api import FleetClient
 from fleetpy.client.errors import UnitNotFound, UnitStateError, WaitFailed
+from fleetpy.client.parallel import pmap
 from fleetpy.client.report import Reporter
 from fleetpy.client.units import create_units, find_units, resolve_units, unit_names
 from fleetpy.client.wait import Blocking, Waiter, go_list
@@ -49,16 +50,13 @@ class Lifecycle:
 
     def _set_targets(self, names: Sequence[str], state: JobState) -> list[Unit]:
         """setTargetStateOfUnits: units already at ``state`` are skipped; returns the ones changed."""
-        triggered = []
-        for name in names:
-            unit = self.client.unit(name)
+        units = pmap(self.client.unit, list(names))
+        for name, unit in zip(names, units, strict=True):
             if unit is None:
                 raise UnitNotFound(f"unable to find unit {name}")
-            if unit.target_state is state:
-                continue
-            self.client.set_target_state(name, state)
-            triggered.append(unit)
-        return triggered
+        changing = [u for u in units if u is not None and u.target_state is not state]
+        pmap(lambda u: self.client.set_target_state(u.name, state), changing)
+        return changing
 
     def submit(self, args: Sequence[str], *, replace: bool = False) -> None:
         if not args:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from fleetpy.client.api import FleetClient
 from fleetpy.client.errors import UnitCreationError
+from fleetpy.client.parallel import pmap
 from fleetpy.client.report import Reporter
 from fleetpy.errors import UnitFileError
 from fleetpy.model.job import validate_requirements, warnings_for
@@ -180,11 +181,13 @@ def resolve_units(client: FleetClient, args: Sequence[str], *, command: str, rep
     """Resolve every argument (reads only). Raises UnitCreationError on the first argument that cannot become a
     unit; prints fleet's notices (differs-from-local warnings, --replace notes) through ``report``."""
     out: dict[str, Resolved] = {}
+    names = list(dict.fromkeys(mangle(arg) for arg in args))
+    known = dict(zip(names, pmap(client.unit, names), strict=True))
     for arg in args:
         name = mangle(arg)
         if name in out:
             continue
-        existing = client.unit(name)
+        existing = known[name]
         if existing is not None:
             out[name] = _check_existing(client, arg, existing, command=command, replace=replace, report=report)
         else:
@@ -195,11 +198,8 @@ def resolve_units(client: FleetClient, args: Sequence[str], *, command: str, rep
 def create_units(client: FleetClient, resolved: Sequence[Resolved], *, report: Reporter) -> list[Unit]:
     """Write the units that need writing (new ones and replacements), in argument order; warn about what fleet
     would silently ignore (unknown ``[X-Fleet]`` keys, malformed metadata)."""
-    created = []
-    for item in resolved:
-        if item.unit_file is None:
-            continue
-        for warning in warnings_for(item.unit_file, item.name):
+    todo = [item for item in resolved if item.unit_file is not None]
+    for item in todo:
+        for warning in warnings_for(item.unit_file, item.name):  # type: ignore[arg-type]
             report.err(f"WARNING: Unit {item.name}: {warning}")
-        created.append(client.create_unit(item.name, item.unit_file))
-    return created
+    return pmap(lambda item: client.create_unit(item.name, item.unit_file), todo)  # type: ignore[arg-type]
