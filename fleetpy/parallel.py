@@ -1,8 +1,8 @@
 """Independent per-unit registry requests issued concurrently, results in input order.
 
-Client layer. A command on 300 units makes ~2,000 small requests; one at a time they cost a round trip and an
-etcd fsync each, concurrently etcd batches them (raft) and the command finishes several times sooner. Order of
-output lines is unchanged: results come back in the order of the inputs.
+Used by the client and the engine. A command on 300 units makes ~2,000 small requests; one at a time they cost
+a round trip and an etcd fsync each, concurrently etcd batches them (raft) and the work finishes several times
+sooner. Results come back in the order of the inputs, so output and logs keep their order.
 """
 
 from __future__ import annotations

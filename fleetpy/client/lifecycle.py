@@ -14,13 +14,13 @@ from collections.abc import Sequence
 
 from fleetpy.client.api import FleetClient
 from fleetpy.client.errors import UnitNotFound, UnitStateError, WaitFailed
-from fleetpy.client.parallel import pmap
 from fleetpy.client.report import Reporter
 from fleetpy.client.units import create_units, find_units, resolve_units, unit_names
 from fleetpy.client.wait import Blocking, Waiter, go_list
 from fleetpy.errors import UsageError
 from fleetpy.model.names import UnitNameInfo
 from fleetpy.model.records import JobState, Unit
+from fleetpy.parallel import pmap
 
 NOT_FOUND = "Units not found in registry"
 NO_UNITS = "No units given"

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 
 from fleetpy.client.api import FleetClient
 from fleetpy.client.errors import UnitCreationError
-from fleetpy.client.parallel import pmap
 from fleetpy.client.report import Reporter
 from fleetpy.errors import UnitFileError
 from fleetpy.model.job import validate_requirements, warnings_for
 from fleetpy.model.names import RECOGNIZED_TYPES, UnitNameInfo, mangle, validate_name
 from fleetpy.model.records import JobState, Unit
 from fleetpy.model.unit import UnitFile
+from fleetpy.parallel import pmap
 
 ALLOWED_REPLACE: dict[str, frozenset[JobState]] = {
     "submit": frozenset({JobState.INACTIVE}),

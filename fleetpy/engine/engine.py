@@ -23,6 +23,7 @@ from fleetpy.errors import CASConflict
 from fleetpy.loop import Trigger, run_periodic
 from fleetpy.model.job import Requirements
 from fleetpy.observe import NULL, PassMetrics
+from fleetpy.parallel import pmap
 from fleetpy.registry.cache import TreeCache
 from fleetpy.registry.keys import Tree
 from fleetpy.registry.registry import ENGINE_VERSION, Registry, decode_jobs, decode_machines
@@ -238,30 +239,53 @@ class Engine:
         return requirements
 
     def execute(self, result: Plan) -> list[Task]:
-        """Write the tasks in order, one log line each. A CAS loss skips that unit's later tasks (the snapshot
-        was stale: the next pass sees the change); any other registry error ends the pass."""
-        done: list[Task] = []
-        skipped: set[str] = set()
+        """Write the tasks, one log line each, in plan order. Units are independent, so their writes go out
+        concurrently (one unit's tasks stay in order). A CAS loss skips that unit's later tasks (the snapshot was
+        stale: the next pass sees the change); any other registry error ends the pass once the writes in flight
+        are done."""
+        groups: dict[str, list[Task]] = {}
         for task in result.tasks:
-            if task.unit in skipped:
-                continue
-            if not self.leadership.leading():
-                log.warning("engine: lease expired during a pass; %d tasks left undone",
-                            len(result.tasks) - len(done) - len(skipped))
-                break
-            try:
-                if task.kind is TaskKind.SCHEDULE:
-                    self.registry.schedule_unit(task.unit, task.machine_id)
-                else:
-                    self.registry.unschedule_unit(task.unit, task.machine_id)
-            except CASConflict:
+            groups.setdefault(task.unit, []).append(task)
+
+        def write(tasks: list[Task]) -> list[tuple[Task, str]]:
+            outcomes: list[tuple[Task, str]] = []
+            for task in tasks:
+                if not self.leadership.leading():
+                    return [*outcomes, *((t, "lease") for t in tasks[len(outcomes):])]
+                try:
+                    if task.kind is TaskKind.SCHEDULE:
+                        self.registry.schedule_unit(task.unit, task.machine_id)
+                    else:
+                        self.registry.unschedule_unit(task.unit, task.machine_id)
+                except CASConflict:
+                    return [*outcomes, (task, "cas")]
+                except Exception as err:  # re-raised below, once the other units' writes are accounted for
+                    errors.append(err)
+                    return [*outcomes, (task, "error")]
+                outcomes.append((task, "done"))
+            return outcomes
+
+        errors: list[Exception] = []
+        outcome_of: dict[Task, str] = {}
+        for outcomes in pmap(write, list(groups.values())):
+            outcome_of.update(outcomes)
+        done: list[Task] = []
+        undone = 0
+        for task in result.tasks:
+            outcome = outcome_of.get(task, "skipped")
+            if outcome == "done":
+                log.info("engine: %s", task)
+                target = task.machine_id if task.kind is TaskKind.SCHEDULE else None
+                self._overlay[task.unit] = (target, self.clock() + self.lease_ttl)
+                done.append(task)
+            elif outcome == "cas":
                 log.info("engine: %s skipped: changed meanwhile", task)
-                skipped.add(task.unit)
-                continue
-            log.info("engine: %s", task)
-            target = task.machine_id if task.kind is TaskKind.SCHEDULE else None
-            self._overlay[task.unit] = (target, self.clock() + self.lease_ttl)
-            done.append(task)
+            else:
+                undone += 1
+        if any(o == "lease" for o in outcome_of.values()):
+            log.warning("engine: lease expired during a pass; %d tasks left undone", undone)
+        if errors:
+            raise errors[0]
         return done
 
     def write_reasons(self, result: Plan, now: float) -> None:
