@@ -41,6 +41,12 @@ def lab_env() -> dict[str, str]:
     return env
 
 
+def lab_ip(env: dict[str, str], node: str) -> str:
+    """node1's address (``<subnet>.11``): the lab numbers nodes from .11, on the etcd endpoint's subnet."""
+    host = env["FLEETCTL_ENDPOINT"].split("//", 1)[1].split(":", 1)[0]
+    return host.rsplit(".", 1)[0] + f".{10 + int(node.removeprefix('node'))}"
+
+
 def wait_for(env: dict[str, str], argv: list[str], predicate: object, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     out = ""
@@ -69,9 +75,21 @@ def main() -> int:
              *[u for u in UNITS if "@" in u]], env, check=False)
         wait_for(env, [fleetpy, "list-units", "--no-legend"],
                  lambda out: sum(" active" in line for line in out.splitlines()) >= 9, 30)
-        run([fleetpy, "list-unit-files", "--fields", "unit,hash,dstate,state,target,reason"], env)
         run([fleetpy, "list-units"], env)
-        run([fleetpy, "explain", "web@3.service"], env, check=False)
+        print("\n# a fourth web instance conflicts with the three running ones: it waits, and says why", flush=True)
+        run([fleetpy, "start", "--no-block", "web@4.service"], env)
+        wait_for(env, [fleetpy, "list-unit-files", "--no-legend", "--fields", "unit,reason"],
+                 lambda out: any(line.startswith("web@4") and "conflict" in line for line in out.splitlines()), 15)
+        run([fleetpy, "list-unit-files", "--fields", "unit,hash,dstate,state,target,reason"], env)
+        run([fleetpy, "explain", "web@4.service"], env, check=False)
+        print("\n# power off node1: its units move, the Mongo stand-in and its app together", flush=True)
+        run([fleetpy, "lab", "node", "--name", LAB, "poweroff", "node1"])
+        wait_for(env, [fleetpy, "list-units", "--no-legend"],
+                 lambda out: "/" + lab_ip(env, "node1") not in out
+                 and sum(line.startswith("demo-") and " active" in line for line in out.splitlines()) == 3, 30)
+        run([fleetpy, "list-units"], env)
+        print("\n# db-only.service needs role=db, which only node1 had: it waits, with its reason", flush=True)
+        run([fleetpy, "list-unit-files", "--fields", "unit,dstate,state,target,reason"], env)
         if os.environ.get("KEEP") == "1":
             print(f"\nThe lab keeps running. Talk to it with: eval \"$({fleetpy} lab env --name {LAB})\"")
             print(f"Remove it with: {fleetpy} lab down --name {LAB}")
