@@ -77,7 +77,9 @@ def connect(config: ClientConfig, *, transport_factory: TransportFactory | None 
     if config.tunnel:
         transport = _open_transport(config, transport_factory)
     try:
-        store = EtcdStore(list(config.endpoints), timeout=config.request_timeout, tls=config.tls)
+        # quorum reads: with its etcd cluster down to a minority, a member would answer from a stale copy and
+        # list-units would print it and exit 0; through raft the outage is reported (one line, exit 1)
+        store = EtcdStore(list(config.endpoints), timeout=config.request_timeout, tls=config.tls, quorum=True)
         if transport is not None:
             transport.attach(store)
     except BaseException:

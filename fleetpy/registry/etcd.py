@@ -4,6 +4,8 @@ Adapter layer; the only module that imports ``etcd``. urllib3's automatic retrie
 report a conflict although the first attempt succeeded: lab-notes.md 1). A request that never reached a server
 (connection refused, connect timeout) moves to the next endpoint; an ambiguous failure of a write (read timeout)
 is reported, never silently retried. Every request is logged at DEBUG on ``fleetpy.registry`` (``--debug``).
+With ``quorum=True`` (the CLI's store) reads go through raft: a member cut off from its quorum fails them instead
+of answering from its possibly stale local copy.
 """
 
 from __future__ import annotations
@@ -59,9 +61,10 @@ def parse_endpoints(spec: str | Sequence[str]) -> list[str]:
 
 class EtcdStore:
     def __init__(self, endpoints: str | Sequence[str], *, timeout: float = 3.0, tls: TLSConfig | None = None,
-                 username: str = "", password: str = "") -> None:
+                 username: str = "", password: str = "", quorum: bool = False) -> None:
         self.endpoints = parse_endpoints(endpoints)
         self.timeout = timeout
+        self._read_options: dict[str, Any] = {"quorum": True} if quorum else {}
         self.tls = tls or TLSConfig()
         self._lock = threading.Lock()
         self._current = 0
@@ -133,7 +136,7 @@ class EtcdStore:
     # -- KVStore ------------------------------------------------------------------------------------------
     def get(self, key: str) -> Node | None:
         try:
-            result = self._call(f"GET {key}", lambda c: c.read(key), idempotent=True)
+            result = self._call(f"GET {key}", lambda c: c.read(key, **self._read_options), idempotent=True)
         except NotFound:
             return None
         if result.dir:
@@ -143,7 +146,8 @@ class EtcdStore:
     def list(self, prefix: str) -> Listing:
         try:
             result = self._call(f"GET {prefix} recursive",
-                                lambda c: c.read(prefix, recursive=True, sorted=True), idempotent=True)
+                                lambda c: c.read(prefix, recursive=True, sorted=True, **self._read_options),
+                                idempotent=True)
         except NotFound as err:
             cause = err.__cause__
             payload = getattr(cause, "payload", None) or {}
