@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from fleetpy.cli.context import CliEnv
+from fleetpy.cli.exits import one_line
 from fleetpy.cli.options import FleetCommand
 from fleetpy.client.api import FleetClient
 from fleetpy.client.connect import connect
@@ -125,7 +126,7 @@ def _status(ctx: click.Context, ssh_port: int, ssh_identity: str, names: list[st
         for name in names:
             unit = session.client.unit(name)
             if unit is None:
-                raise CommandFailed(f"Unit {name} does not exist.")
+                raise CommandFailed(f"Unit {one_line(name)} does not exist.")
             if unit.is_global:
                 machines = [_machine(session, s.machine_id, name) for s in session.client.unit_states(name)]
                 targets.append((name, machines))
@@ -172,7 +173,7 @@ def _journal(ctx: click.Context, ssh_port: int, ssh_identity: str, units: tuple[
     with _session(ctx, ssh_port, ssh_identity) as session:
         unit = session.client.unit(name)
         if unit is None:
-            raise CommandFailed(f"Unit {name} does not exist.")
+            raise CommandFailed(f"Unit {one_line(name)} does not exist.")
         if unit.is_global:
             raise CommandFailed(f"Unable to retrieve journal of global unit {name}.")
         scheduled = session.client.scheduled_unit(name)

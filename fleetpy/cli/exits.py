@@ -8,6 +8,7 @@ given, in which case it is re-raised with its traceback (as are FleetErrors, for
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable
 
 import click
@@ -20,6 +21,20 @@ class ExitStatus(enum.IntEnum):
     SUCCESS = 0
     ERROR = 1  # fleetctl exits 1 for every error, usage errors included
     INTERRUPTED = 130
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped (``\\n``, ``\\x1b``): a unit name or field a user typed with a
+    newline (or a terminal escape) in it cannot split a message or reach the terminal raw. Tabs are kept."""
+    return _CONTROL.sub(lambda m: {"\n": "\\n", "\r": "\\r"}.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+
+
+def _echo(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(one_line(line), err=True)
 
 
 def describe(err: FleetError) -> list[str]:
@@ -46,11 +61,10 @@ def run(invoke: Callable[[], object], *, debug: Callable[[], bool]) -> int:
     except click.exceptions.Exit as exit_:
         return int(exit_.exit_code)
     except click.UsageError as err:
-        for line in _usage_lines(err):
-            click.echo(line, err=True)
+        _echo(_usage_lines(err))
         return ExitStatus.ERROR
     except click.ClickException as err:
-        click.echo(f"Error: {err.format_message()}", err=True)
+        _echo([f"Error: {err.format_message()}"])
         return ExitStatus.ERROR
     except (click.Abort, KeyboardInterrupt):
         if debug():
@@ -60,8 +74,7 @@ def run(invoke: Callable[[], object], *, debug: Callable[[], bool]) -> int:
     except FleetError as err:
         if debug():
             raise
-        for line in describe(err):
-            click.echo(line, err=True)
+        _echo(describe(err))
         return ExitStatus.ERROR
     except BrokenPipeError:
         return ExitStatus.ERROR
@@ -69,6 +82,6 @@ def run(invoke: Callable[[], object], *, debug: Callable[[], bool]) -> int:
         if debug():
             raise
         text = str(err).splitlines()[0] if str(err) else ""
-        click.echo(f"Error: unexpected {type(err).__name__}: {text} (run with --debug for the traceback)", err=True)
+        _echo([f"Error: unexpected {type(err).__name__}: {text} (run with --debug for the traceback)"])
         return ExitStatus.ERROR
     return int(result) if isinstance(result, int) else ExitStatus.SUCCESS

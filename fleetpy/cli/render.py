@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
+from fleetpy.api.errors import go_quote
 from fleetpy.client.errors import OutputFormatError
 
 T = TypeVar("T")
@@ -66,7 +67,7 @@ def parse_fields(spec: str, valid: Iterable[str]) -> list[str]:
     columns = spec.split(",")
     for column in columns:
         if column not in allowed:
-            raise OutputFormatError(f'Invalid key in output format: "{column}"')
+            raise OutputFormatError(f"Invalid key in output format: {go_quote(column)}")  # Go's %q: one line
     return columns
 
 
