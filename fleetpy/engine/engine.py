@@ -19,7 +19,7 @@ from fleetpy.engine.cluster import ClusterState, UnitSpec
 from fleetpy.engine.damper import LossDamper
 from fleetpy.engine.lease import Leadership
 from fleetpy.engine.plan import Plan, Task, TaskKind, plan
-from fleetpy.errors import CASConflict
+from fleetpy.errors import CASConflict, RegistryError
 from fleetpy.loop import Trigger, run_periodic
 from fleetpy.model.job import Requirements
 from fleetpy.observe import NULL, PassMetrics
@@ -150,7 +150,11 @@ class Engine:
     # -- one pass -------------------------------------------------------------------------------------------
     def reconcile_once(self) -> list[Task]:
         """One pass if this engine leads; returns the tasks written. Without ``run()``, re-reads the trees."""
-        leading = self.leadership.check()
+        try:
+            leading = self.leadership.check()
+        except RegistryError:
+            self.damper.trouble(self.clock())  # machines found missing after this are presumed etcd's victims
+            raise
         if leading != self._was_leading:
             self.metrics.leader(leading)
             self._was_leading = leading
@@ -206,9 +210,9 @@ class Engine:
         referenced = {s.target for s in specs if s.target is not None and not s.is_global}
         held = self.damper.observe(now, present=set(machines), referenced=referenced)
         if held and held != self._held:
-            log.warning("engine: %d of %d machines vanished at once; holding their units for up to %.0fs "
-                        "(etcd trouble expires every TTL together)", len(held), len(held) + len(machines),
-                        self.damper.hold)
+            log.warning("engine: %d of %d machines missing at once or right after etcd trouble; holding their units "
+                        "for up to %.0fs (etcd trouble expires every TTL together)", len(held),
+                        len(held) + len(machines), self.damper.hold)
         self._held = held
         return ClusterState.of(specs, machines.values(), held=held)
 
