@@ -251,6 +251,10 @@ class HttpRegistry:
     def schedule(self) -> list[ScheduledUnit]:
         return [scheduled for _, scheduled in self._unit_list()]
 
+    def units_and_schedule(self) -> tuple[list[Unit], list[ScheduledUnit]]:
+        items = self._unit_list()
+        return [unit for unit, _ in items], [scheduled for _, scheduled in items]
+
     def scheduled_unit(self, name: str) -> ScheduledUnit | None:
         """From the API's ``machineID``/``currentState`` (a global unit has neither: unscheduled, inactive)."""
         found = self._unit_get(name)

@@ -133,7 +133,14 @@ class Registry:
 
     def units(self) -> list[Unit]:
         """Every unit, sorted by name (two requests: the job tree and the unit tree)."""
+        return self._units(self.jobs())
+
+    def units_and_schedule(self) -> tuple[list[Unit], list[ScheduledUnit]]:
+        """``units()`` and ``schedule()`` from one read of the job tree (list-unit-files needs both)."""
         jobs = self.jobs()
+        return self._units(jobs), self._schedule(jobs) if jobs else []
+
+    def _units(self, jobs: dict[str, JobRecord]) -> list[Unit]:
         bodies = decode_bodies(self.keys, self.listing(Tree.UNIT).nodes) if jobs else {}
         out = []
         for name, job in jobs.items():
@@ -155,7 +162,9 @@ class Registry:
         return decode_jobs(self.keys, self.store.list(self.keys.job_dir(name)).nodes).get(name)
 
     def schedule(self) -> list[ScheduledUnit]:
-        jobs = self.jobs()
+        return self._schedule(self.jobs())
+
+    def _schedule(self, jobs: dict[str, JobRecord]) -> list[ScheduledUnit]:
         states = self.unit_states_map()
         return [ScheduledUnit(j.name, j.target, current_state(j, states)) for j in jobs.values()]
 
