@@ -16,6 +16,7 @@ SCENARIOS = [
     ("bench.scenarios.scheduler", False),
     ("bench.scenarios.registry", False),
     ("bench.scenarios.simulation", False),
+    ("bench.scenarios.cli", False),
     ("bench.scenarios.lab", True),
     ("bench.scenarios.cluster", True),
 ]
