@@ -17,6 +17,7 @@ SCENARIOS = [
     ("bench.scenarios.registry", False),
     ("bench.scenarios.simulation", False),
     ("bench.scenarios.cli", False),
+    ("bench.scenarios.cli", False),
     ("bench.scenarios.lab", True),
     ("bench.scenarios.cluster", True),
 ]
@@ -72,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         name = f"{facts['date'].replace(':', '')}-{facts['commit'] or 'nocommit'}{'-quick' if args.quick else ''}.json"
         (results / name).write_text(json.dumps({"facts": facts, "quick": args.quick, "failures": failures,
                                                 "figures": [f.as_dict() for f in figures]}, indent=1) + "\n")
-        if not args.quick:
-            header = (f"# Benchmark results\n\nLatest full run: commit `{facts['commit']}`, {facts['date']}, "
+        if not args.quick or not (ROOT / "bench" / "RESULTS.md").exists():
+            kind = "quick run (small sizes: `make bench QUICK=1`)" if args.quick else "full run"
+            header = (f"# Benchmark results\n\nLatest {kind}: commit `{facts['commit']}`, {facts['date']}, "
                       f"{facts['cpus']} cores, {facts['memory_gib']} GiB, {facts['etcd']}, {facts['systemd']}.\n"
                       "Real fleet's figures are from fleet-reference.md 7.1 (the same kind of machine). "
                       "Medians over repeated runs; raw JSON in `bench/results/`.\n\n")
