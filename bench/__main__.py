@@ -17,7 +17,6 @@ SCENARIOS = [
     ("bench.scenarios.registry", False),
     ("bench.scenarios.simulation", False),
     ("bench.scenarios.cli", False),
-    ("bench.scenarios.cli", False),
     ("bench.scenarios.lab", True),
     ("bench.scenarios.cluster", True),
 ]
