@@ -1,0 +1,102 @@
+"""Cheap observers for the scale benchmarks: etcd read raw (one recursive GET, plain ``json``, no client objects:
+the observer must not be what limits a 10,000-unit poll), etcd's ``/metrics``, and ``/proc`` figures of a process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from collections import Counter
+from typing import Any
+
+
+def _tree(endpoint: str, key: str) -> list[dict[str, Any]]:
+    """The children of ``key`` (recursive), [] when it does not exist."""
+    try:
+        with urllib.request.urlopen(f"{endpoint}/v2/keys{key}?recursive=true", timeout=30) as resp:
+            data = json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        if err.code == 404:
+            return []
+        raise
+    nodes: list[dict[str, Any]] = data.get("node", {}).get("nodes", [])
+    return nodes
+
+
+def targets(endpoint: str, prefix: str) -> dict[str, str]:
+    """unit name -> target machine, for every unit with a target."""
+    out = {}
+    for job in _tree(endpoint, f"{prefix}job"):
+        for leaf in job.get("nodes", []):
+            if leaf["key"].endswith("/target") and leaf.get("value"):
+                out[job["key"].rsplit("/", 1)[1]] = leaf["value"]
+    return out
+
+
+def active_states(endpoint: str, prefix: str, unit: str | None = None) -> dict[str, set[str]]:
+    """unit name -> machines publishing it ``active`` (``unit``: only that unit's directory is read)."""
+    key = f"{prefix}states" + (f"/{unit}" if unit else "")
+    units = [{"key": key, "nodes": _tree(endpoint, key)}] if unit else _tree(endpoint, key)
+    out: dict[str, set[str]] = {}
+    for entry in units:
+        name = entry["key"].rsplit("/", 1)[1]
+        for leaf in entry.get("nodes", []):
+            if '"activeState":"active"' in (leaf.get("value") or ""):
+                out.setdefault(name, set()).add(leaf["key"].rsplit("/", 1)[1])
+    return out
+
+
+def etcd_requests(endpoint: str) -> Counter[str]:
+    """etcd's ``etcd_http_received_total`` by method (and ``total``): every v2 request it has received."""
+    out: Counter[str] = Counter()
+    with urllib.request.urlopen(f"{endpoint}/metrics", timeout=10) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("etcd_http_received_total"):
+                value = float(line.rsplit(" ", 1)[1])
+                method = line.split('method="', 1)[1].split('"', 1)[0] if 'method="' in line else "?"
+                out[method] += int(value)
+                out["total"] += int(value)
+    return out
+
+
+def etcd_fsync(endpoint: str) -> tuple[float, int]:
+    """etcd's WAL fsyncs so far: (seconds in total, count)."""
+    total, count = 0.0, 0
+    with urllib.request.urlopen(f"{endpoint}/metrics", timeout=10) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("etcd_disk_wal_fsync_duration_seconds_sum"):
+                total = float(line.rsplit(" ", 1)[1])
+            elif line.startswith("etcd_disk_wal_fsync_duration_seconds_count"):
+                count = int(float(line.rsplit(" ", 1)[1]))
+    return total, count
+
+
+def boost(pid: int, nice: int = -10) -> bool:
+    """Give the process's scheduler autogroup (its session) more CPU weight than the others', as a dedicated etcd
+    host would have; False when not permitted (not root) or autogroups are off."""
+    try:
+        with open(f"/proc/{pid}/autogroup", "w") as f:
+            f.write(str(nice))
+        return True
+    except OSError:
+        return False
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """``VmRSS`` (KiB) and ``Threads`` of a process, and its CPU time in clock ticks (``cpu``)."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "Threads"):
+                out[name] = int(value.split()[0])
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    out["cpu"] = int(fields[11]) + int(fields[12])  # utime + stime
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    return proc_status(pid)["cpu"] / os.sysconf("SC_CLK_TCK")

@@ -1,0 +1,230 @@
+"""``python -m bench.sim.worker``: one process hosting many simulated machines, each a real fleetpyd.
+
+Each machine is ``fleetpy.daemon.server.build(...)`` with its own EtcdStore (its own connections to etcd), its own
+machine-id, public IP and metadata, a ``FakeUnitManager`` as systemd and ``lock=False``. With ``--engine`` each
+machine runs under ``Server.run`` exactly as in fleetpyd (the engine processes host one machine each).
+
+Without it (the worker processes, ~100 machines each), what the simulation changes, because a real machine has
+its own CPU and memory and here 2 cores carry 1,000 of them, and because CPython collapses with thousands of
+threads that each wake up several times a second (measured: 250 unmodified agents, ~3,250 threads, ~1 core idle
+and load average > 1,000):
+
+- ``job/`` is followed ONCE per process (``SharedTree``), not once per agent; its events wake every agent of the
+  process (each agent's ``on_job_event``, as its own cache would). A real agent holds ~16 MB of tree for 10,000
+  units; etcd sees one job-tree watch per process here, not one per machine (``machines/<id>/`` stays watched by
+  every agent, with its own connection);
+- the decoding of that tree (``decode_jobs``, pure, ~0.1 s at 10,000 units) is computed once per change of the
+  shared copy for all agents of the process, instead of once per agent pass;
+- the publishers' etcd writes run on one writer pool per process (16 threads, keys kept per machine) instead of
+  8 threads per agent; the supervisor loop of ``Server.run`` (a wake-up every 0.2 s, only to notice a crash) is
+  not run: the worker registers each machine and starts its components itself, logging any crash;
+- the loops wait for their trigger or their period without waking every 0.1 s to look at ``stop`` (the workers
+  are killed, never stopped).
+
+Prints one JSON line when the agents are built (``{"agents": n, "base_rss_kib": ..}``), then runs until its stdin
+closes or it is killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import resource
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import fleetpy.agent.agent as agent_module
+import fleetpy.loop as loop_module
+from fleetpy.agent.writer import KeyedWriter, Op
+from fleetpy.daemon.config import Config
+from fleetpy.daemon.server import Server, build
+from fleetpy.registry.cache import TreeCache
+from fleetpy.registry.etcd import EtcdStore
+from fleetpy.registry.keys import Keys, Tree
+from fleetpy.registry.store import Event, KVStore, Node
+from fleetpy.systemd.fake import FakeUnitManager
+
+ROLES = ("web", "web", "web", "db", "cache", "worker", "worker")
+REGIONS = ("us", "eu", "ap")
+
+
+def machine_id(i: int) -> str:
+    return hashlib.md5(f"fleetpy-sim-{i}".encode()).hexdigest()
+
+
+def metadata(i: int) -> dict[str, str]:
+    return {"role": ROLES[i % len(ROLES)], "region": REGIONS[(i // len(ROLES)) % len(REGIONS)]}
+
+
+def public_ip(i: int) -> str:
+    return f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+
+
+class SharedTree(TreeCache):
+    """One watch-maintained copy of a tree for every agent of the process; ``nodes()`` is built once per change
+    (the same list object until the next change, so a memoized decoding can recognise it)."""
+
+    def __init__(self, store: KVStore, prefix: str) -> None:
+        super().__init__(store, prefix, on_change=self._fan_out)
+        self.listeners: list[Callable[[Event | None], None]] = []
+        self._generation = 0
+        self._memo_lock = threading.Lock()
+        self._snapshot: tuple[int, list[Node]] = (-1, [])
+
+    def _fan_out(self, event: Event | None) -> None:
+        self._generation += 1  # after the change was applied: a snapshot tagged with the old value is rebuilt
+        for listener in self.listeners:
+            listener(event)
+
+    def nodes(self) -> list[Node]:
+        with self._memo_lock:
+            generation, snapshot = self._snapshot
+            if generation != self._generation:
+                generation = self._generation
+                snapshot = super().nodes()
+                self._snapshot = (generation, snapshot)
+            return snapshot
+
+
+def share_decoding() -> None:
+    """Memoize the agent's ``decode_jobs`` (pure) on the identity of the shared cache's snapshot."""
+    real = agent_module.decode_jobs
+    lock = threading.Lock()
+    memo: list[Any] = [None, None]
+
+    def decode_jobs(keys: Keys, nodes: Any) -> Any:
+        with lock:
+            if memo[0] is not nodes:
+                memo[1] = real(keys, nodes)
+                memo[0] = nodes
+            return memo[1]
+
+    agent_module.decode_jobs = decode_jobs  # type: ignore[assignment]
+
+
+class MachineWriter:
+    """One machine's view of the process's writer pool: its keys are its own (a global unit's ``job-state`` or
+    legacy ``state/`` key is written by every machine, as in a real cluster)."""
+
+    def __init__(self, pool: KeyedWriter, machine: str) -> None:
+        self.pool = pool
+        self.machine = machine
+
+    def submit(self, key: str, op: Op, *, urgent: bool = False) -> None:
+        self.pool.submit(f"{self.machine}/{key}", op, urgent=urgent)
+
+    def idle(self) -> bool:
+        return self.pool.idle()
+
+    def flush(self, timeout: float) -> bool:
+        return self.pool.flush(timeout)
+
+    def close(self, timeout: float = 2.0) -> None:
+        pass
+
+
+def wait_without_polling(trigger: loop_module.Trigger, interval: float, stop: threading.Event) -> None:
+    """``fleetpy.loop._wait`` without its 0.1 s look at ``stop`` (simulated machines are killed, not stopped)."""
+    if not stop.is_set():
+        trigger.wait(interval)
+
+
+def start(server: Server, stop: threading.Event) -> None:
+    """What ``Server.run`` does before its supervisor loop: register, adopt states, start every component."""
+    server.register(stop)
+    server.publisher.adopt()
+    components: list[tuple[str, Callable[[threading.Event], None]]] = [
+        *((f"watch:{c.prefix}", c.run) for c in server.caches),
+        ("agent", server.agent.run), ("publisher", server.publisher.run), ("heart", server.heart.run)]
+    for name, fn in components:
+        def body(name: str = name, fn: Callable[[threading.Event], None] = fn) -> None:
+            try:
+                fn(stop)
+            except Exception:
+                logging.getLogger("bench.sim").exception("machine %s: component %s crashed", server.machine_id,
+                                                         name)
+        threading.Thread(target=body, name=f"{name}-{server.machine_id[:8]}", daemon=True).start()
+
+
+def build_machine(index: int, *, endpoint: str, prefix: str, engine: bool, shared: SharedTree | None,
+                  writers: KeyedWriter | None, extra: Mapping[str, Any]) -> Server:
+    config = Config(etcd_servers=(endpoint,), etcd_key_prefix=prefix, metadata=metadata(index),
+                    public_ip=public_ip(index), disable_engine=not engine, units_directory="/nonexistent/sim",
+                    **extra)
+    store = EtcdStore([endpoint], timeout=config.etcd_request_timeout)
+    server = build(config, store=store, manager=FakeUnitManager(), machine_id=machine_id(index), lock=False)
+    if shared is not None:
+        own = server.agent.jobs
+        server.agent.jobs = shared
+        server.caches = [c for c in server.caches if c is not own]
+        shared.listeners.append(server.agent.on_job_event)
+    if writers is not None:
+        server.publisher.writer.close(timeout=0.1)
+        server.publisher.writer = MachineWriter(writers, server.machine_id)  # type: ignore[assignment]
+    return server
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.sim.worker")
+    parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--first", type=int, required=True, help="index of the first machine")
+    parser.add_argument("--count", type=int, required=True, help="machines in this process")
+    parser.add_argument("--engine", action="store_true", help="enable the engine on these machines")
+    parser.add_argument("--unmodified", dest="share", action="store_false",
+                        help="no sharing: every machine exactly as fleetpyd runs it (Server.run)")
+    parser.add_argument("--nice", type=int, default=0)
+    parser.add_argument("--switch-interval", type=float, default=0.0, help="sys.setswitchinterval (s)")
+    parser.add_argument("--log", default="")
+    parser.add_argument("--config", default="{}", help="JSON of extra Config fields (agent_ttl, ...)")
+    args = parser.parse_args(argv)
+    if args.nice:
+        os.nice(args.nice)
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    logging.basicConfig(level=logging.WARNING, filename=args.log or None,
+                        format="%(asctime)s %(threadName)s %(name)s: %(message)s")
+    base = rss_kib()
+    stop = threading.Event()
+    shared = writers = None
+    engine = args.engine
+    if args.share and not engine:
+        share_decoding()
+        loop_module._wait = wait_without_polling
+        shared = SharedTree(EtcdStore([args.endpoint], timeout=10.0), Keys(args.prefix).tree(Tree.JOB))
+        threading.Thread(target=shared.run, args=(stop,), name="shared-jobs", daemon=True).start()
+        writers = KeyedWriter(workers=16, name="publishers")
+    servers = [build_machine(i, endpoint=args.endpoint, prefix=args.prefix, engine=engine, shared=shared,
+                             writers=writers, extra=json.loads(args.config))
+               for i in range(args.first, args.first + args.count)]
+    for server in servers:
+        if shared is None:
+            threading.Thread(target=server.run, args=(stop,), name=f"server-{server.machine_id[:8]}",
+                             daemon=True).start()
+        else:
+            start(server, stop)
+    print(json.dumps({"agents": len(servers), "base_rss_kib": base}), flush=True)
+    try:
+        sys.stdin.read()  # until the parent closes our stdin (or kills us)
+    except KeyboardInterrupt:
+        pass
+    os._exit(0)  # no purge: etcd is thrown away with the simulation
+
+
+if __name__ == "__main__":
+    sys.exit(main())
