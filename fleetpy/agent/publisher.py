@@ -88,6 +88,9 @@ class StatePublisher:
             with self._lock:
                 self._sent[state.name] = (state.load_state, state.active_state, state.sub_state, state.unit_hash)
                 self._published.add(state.name)
+        # their TTLs were last refreshed by the previous run, up to a refresh period ago: refresh them at once, or
+        # they expire (and list-units loses the running units) until our own first refresh
+        self._next_refresh = self.clock()
 
     # -- work ---------------------------------------------------------------------------------------------
     def poll(self) -> None:

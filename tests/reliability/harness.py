@@ -45,8 +45,10 @@ def lab_kwargs(**extra: object) -> dict[str, object]:
     return {"nodes": 3, "agents": True, "agent_ttl": f"{AGENT_TTL}s", "agent_env": dict(FLEET_ENV), **extra}
 
 
-def wait_for(what: str, predicate: Callable[[], object], timeout: float = TIMEOUT, step: float = 0.1) -> float:
-    """Poll until ``predicate`` is true; the seconds it took. Registry errors count as "not yet"."""
+def wait_for(what: str, predicate: Callable[[], object], timeout: float = TIMEOUT, step: float = 0.1,
+             explain: Callable[[], str] | None = None) -> float:
+    """Poll until ``predicate`` is true; the seconds it took. Registry errors count as "not yet". On a timeout
+    the assertion message ends with ``explain()`` (what the cluster looked like)."""
     started = time.monotonic()
     while True:
         try:
@@ -54,7 +56,9 @@ def wait_for(what: str, predicate: Callable[[], object], timeout: float = TIMEOU
                 return time.monotonic() - started
         except FleetError:
             pass
-        assert time.monotonic() - started < timeout, f"timed out after {timeout:.0f}s waiting for {what}"
+        if time.monotonic() - started >= timeout:
+            detail = f"\n{explain()}" if explain is not None else ""
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
         time.sleep(step)
 
 
@@ -157,6 +161,26 @@ class Fleet:
         dups = {n: w for n, w in where.items() if len(w) > 1}
         assert not dups, f"units active on two nodes: {dups}"
         return {n: next(iter(w.items())) for n, w in where.items() if w}
+
+    def diagnose(self, names: Iterable[str]) -> str:
+        """What the registry and the agents say, for a failure message: counts, a few stragglers, log warnings."""
+        names = sorted(names)
+        placed = self.placement()
+        targets = self.targets()
+        stragglers = [n for n in names if n not in placed][:5]
+        states = {(s.name, self.nodes.get(s.machine_id, s.machine_id)): s.active_state
+                  for s in self.registry.unit_states() if s.name in stragglers}
+        out = [f"placed {len(set(placed) & set(names))}/{len(names)}; machines {sorted(self.machines())}; "
+               f"leader {self.leader()}; stragglers {[(n, targets.get(n)) for n in stragglers]}; states {states}; "
+               f"reasons {dict(list(self.registry.reasons().items())[:5])}"]
+        for node in self.lab.nodes:
+            if self.lab.node_pid(node) is None:
+                continue
+            lines = self.journal(node).splitlines()
+            notable = [line for line in lines if "WARNING" in line or "ERROR" in line or "failed" in line]
+            out.append(f"{node}: {len(lines)} log lines; last warnings: " + " | ".join(notable[-8:]))
+            out.extend(f"  {line}" for line in lines if any(f"={n} " in line or f" {n} " in line for n in stragglers))
+        return "\n".join(out)
 
     def journal(self, node: str, unit: str = "fleetpyd.service") -> str:
         return self.lab.exec(node, ["journalctl", "-u", unit, "--no-pager", "-o", "cat"], timeout=30).stdout

@@ -65,7 +65,8 @@ def burst(lab: Lab, tmp_path: pathlib.Path, total: int) -> None:
             errors = [e for r in results for e in r]
         submitted = time.monotonic() - started
         assert errors == []
-        wait_for(f"{total} units active", lambda: len(fleet.placement()) == total, timeout=120, step=1.0)
+        wait_for(f"{total} units active", lambda: len(fleet.placement()) == total, timeout=120, step=1.0,
+                 explain=lambda: fleet.diagnose(names))
         settled = time.monotonic() - started
         time.sleep(2.0)
         # registry view: exactly one state per unit, active and running, on the machine it is scheduled to

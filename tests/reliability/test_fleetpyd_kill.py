@@ -54,7 +54,9 @@ def test_killed_engine_leader_hands_over_and_moves_nothing_while_its_machine_liv
             restarted = time.monotonic()
             lab.start_agent(leader)
             cleanup = wait_for("the orphaned copies stopped", lambda: all(
-                len(w) == 1 for w in fleet.where(UNITS).values()))
+                len(w) == 1 for w in fleet.where(UNITS).values()), explain=lambda: fleet.diagnose(UNITS))
+            started = _last_run(fleet, leader)
+            assert all(f"task UnloadUnit unit={n}" in started for n in orphans), started
             time.sleep(1.0)
         end = fleet.pids(UNITS)
         for name in set(UNITS) - set(orphans):
@@ -84,6 +86,10 @@ def test_agent_killed_and_restarted_within_its_ttl_changes_nothing(lab_factory: 
             restarted = time.monotonic()
             lab.start_agent(victim)
             back = wait_for("the agent running again", lambda: "running as machine" in _last_run(fleet, victim))
+            # its states were last refreshed by the killed run: the new one refreshes them at once
+            states = wait_for("every state back", lambda: fleet.placement() == before, timeout=10,
+                              explain=lambda: fleet.diagnose(UNITS))
+            states += back
             # a change wakes the agent: its next pass must find nothing to do
             fleet.start(["after-kill.service"])
             fleet.wait_placed(["after-kill.service"])
@@ -96,7 +102,8 @@ def test_agent_killed_and_restarted_within_its_ttl_changes_nothing(lab_factory: 
         last_run = _last_run(fleet, victim)
         assert "took over the registration" in last_run
         assert not any(f"unit={n}" in last_run for n in UNITS), last_run
-        print(f"\nRELIABILITY agent-kill: agent running again {back:.2f}s after its restart; 0 moves, 0 restarts")
+        print(f"\nRELIABILITY agent-kill: agent running again {back:.2f}s after its restart, every state shown "
+              f"{states:.2f}s after it; 0 moves, 0 restarts")
 
 
 def _last_run(fleet: Fleet, node: str) -> str:
