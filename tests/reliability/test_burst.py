@@ -23,6 +23,9 @@ from tests.reliability.harness import RUNNING, Fleet, fleet_on, fleetpy, lab_kwa
 pytestmark = pytest.mark.lab
 CLIENTS = 10
 CALLS = 4  # CLI invocations per client
+# fleet's default agent_ttl: the burst is about the clients and the schedulers, not about machine losses (a loaded
+# 2-core host can starve a heartbeat past the fault labs' 5 s TTL, and the engine then rightly moves its units)
+BURST_LAB = lab_kwargs(agent_ttl="30s")
 TEMPLATE = "[Unit]\nDescription=burst %i\n[Service]\nExecStart=/bin/sleep 100000\n"
 
 
@@ -83,9 +86,11 @@ def burst(lab: Lab, tmp_path: pathlib.Path, total: int) -> None:
         assert all(placement[n] == node for node, units in seen.items() for n in units)
         # decisions: one schedule per unit across the whole cluster, never a stop or an unload of a burst unit
         lines = "".join(fleet.journal(node) for node in lab.nodes).splitlines()
-        schedules = Counter(line.split("engine: schedule ")[1].split()[0] for line in lines
-                            if "engine: schedule " in line)
-        assert schedules == Counter(names), {n: c for n, c in (schedules - Counter(names)).items()}
+        schedules = Counter(line.split("engine: schedule ")[1].split()[0] for line in lines  # a lost CAS is
+                            if "engine: schedule " in line and "skipped: changed meanwhile" not in line)  # no write
+        assert sorted(schedules) == names
+        again = sorted(schedules - Counter(names))
+        assert not again, [line for line in lines if any(f" {n} " in line for n in again[:2])][:20]
         undone = [line for line in lines if ("task UnloadUnit unit=c" in line or "task StopUnit unit=c" in line)]
         assert undone == [], undone[:20]
         # a StartUnit may be repeated (a reply lost under load is retried; systemd ignores a start of an active
@@ -101,12 +106,9 @@ def burst(lab: Lab, tmp_path: pathlib.Path, total: int) -> None:
 
 
 def test_burst_of_300_starts_from_10_clients(lab_factory: Callable[..., Lab], tmp_path: pathlib.Path) -> None:
-    burst(lab_factory(**lab_kwargs()), tmp_path, 300)
+    burst(lab_factory(**BURST_LAB), tmp_path, 300)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="seen failing twice on a loaded 2-core machine (other labs and a 1,000-agent simulation "
-                          "running) and not yet diagnosed: kept visible, not hidden; the 300-start burst passes",
-                   strict=False)
 def test_burst_of_1000_starts_from_10_clients(lab_factory: Callable[..., Lab], tmp_path: pathlib.Path) -> None:
-    burst(lab_factory(**lab_kwargs()), tmp_path, 1000)
+    burst(lab_factory(**BURST_LAB), tmp_path, 1000)
