@@ -9,8 +9,10 @@ disabled, niced, with a 50 ms GIL switch interval (with CPython's default 5 ms, 
 ~0.5 core each in futex wake-ups when the machine was busy, starving etcd); what the workers share is said in
 ``bench.sim.worker``. etcd stands for a dedicated host: as root, its scheduler autogroup gets nice -10 (without
 it, on 2 busy cores its raft loop waited for CPU, WAL fsyncs took 30-100 ms and writes timed out). Progress is
-observed with raw recursive GETs (``bench.sim.probe``) every 0.25 s. The machine's load average is noted with each
-timing: on 2 cores, other work running at the same time shows.
+observed with raw recursive GETs (``bench.sim.probe``): of the whole tree every 2 s (0.5 s below 5,000 units; a
+3 MB read holds etcd's v2 store lock: polling faster slows the writes being measured), of the global unit's
+states every 0.25 s. The
+machine's load average is noted with each timing: on 2 cores, other work running at the same time shows.
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ class Simulation:
     def _spawn(self, role: str, first: int, count: int, *, engine: bool) -> None:
         argv = [sys.executable, "-m", "bench.sim.worker", "--endpoint", self.url, "--prefix", PREFIX,
                 "--first", str(first), "--count", str(count), "--log", f"{self.dir}/{role}-{first}.log"]
-        argv += ["--engine"] if engine else ["--nice", "10", "--switch-interval", "0.05"]
+        argv += ["--engine", "--log-level", os.environ.get("SIM_ENGINE_LOG", "WARNING")] if engine else [
+            "--nice", "10", "--switch-interval", "0.05"]
         proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.procs.append((role, proc, count, {}))
         line = proc.stdout.readline() if proc.stdout else ""
@@ -128,13 +131,14 @@ class Simulation:
                 proc.stdout.close()
         self.registry.store.close()
         self.etcd.cleanup()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not os.environ.get("SIM_KEEP_LOGS"):  # debugging: SIM_KEEP_LOGS=1 SIM_ENGINE_LOG=INFO python -m bench ...
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def poll(predicate: Callable[[], bool], timeout: float) -> tuple[bool, float]:
-    """Wait for ``predicate`` (checked every 0.25 s); (reached, seconds waited)."""
+def poll(predicate: Callable[[], bool], timeout: float, interval: float) -> tuple[bool, float]:
+    """Wait for ``predicate`` (checked every ``interval`` s); (reached, seconds waited)."""
     with stopwatch() as elapsed:
-        ok = wait_until(predicate, timeout, 0.25)
+        ok = wait_until(predicate, timeout, interval)
     return ok, elapsed()
 
 
@@ -201,12 +205,13 @@ def run(quick: bool) -> list[Figure]:
 def scale(sim: Simulation, units: list[Unit], size: str, limit: float) -> list[Figure]:
     """Submit ``units``, wait until all are scheduled and active, then start a global unit."""
     names, n, machines = {u.name for u in units}, len(units), sim.machines
+    every = 2.0 if n >= 5_000 else 0.5  # a recursive read of 10,000 units holds etcd's store lock ~0.1 s
     cpu0, req0, fsync0 = sim.cpu(), probe.etcd_requests(sim.url)["total"], probe.etcd_fsync(sim.url)
     written, retries = submit(sim.registry, units)
     busy = load()
-    scheduled, t_sched = poll(lambda: len(probe.targets(sim.url, PREFIX).keys() & names) == n, limit)
+    scheduled, t_sched = poll(lambda: len(probe.targets(sim.url, PREFIX).keys() & names) == n, limit, every)
     got = len(probe.targets(sim.url, PREFIX).keys() & names)
-    active, t_active = poll(lambda: len(probe.active_states(sim.url, PREFIX).keys() & names) == n, limit)
+    active, t_active = poll(lambda: len(probe.active_states(sim.url, PREFIX).keys() & names) == n, limit, every)
     up = len(probe.active_states(sim.url, PREFIX).keys() & names)
     cpu, requests = sim.cpu() - cpu0, probe.etcd_requests(sim.url)["total"] - req0
     fsync = [b - a for a, b in zip(fsync0, probe.etcd_fsync(sim.url), strict=True)]
@@ -228,7 +233,7 @@ def scale(sim: Simulation, units: list[Unit], size: str, limit: float) -> list[F
     def reached() -> int:
         return len(probe.active_states(sim.url, PREFIX, "everywhere.service").get("everywhere.service", ()))
 
-    everywhere, t_global = poll(lambda: reached() == machines, limit)
+    everywhere, t_global = poll(lambda: reached() == machines, limit, 0.25)
     figures.append(Figure(
         "simulation", f"global unit -> active on all {machines} machines ({size})", "s", [t_global],
         reference="700 nodes: only ~400-500 reached per attempt (#1579); 10 nodes: 5.1-7.2 s",
@@ -252,7 +257,7 @@ def memory(sim: Simulation, n_units: int) -> list[Figure]:
     figures += [
         Figure("simulation", f"RSS per worker process ({'/'.join(map(str, agents))} agents, {n_units} units)",
                "MiB", [s["VmRSS"] / 1024 for s, _, _ in rows],
-               note=f"{'/'.join(map(str, threads))} threads per worker (4 per agent + 16 writers)"),
+               note=f"{'/'.join(map(str, threads))} threads per worker (6 per agent)"),
         Figure("simulation", f"RSS per simulated agent ({n_units} units)", "MiB", per_agent,
                note="(worker RSS - its RSS before building agents) / agents; the job tree is shared per process"),
     ]

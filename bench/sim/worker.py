@@ -4,19 +4,20 @@ Each machine is ``fleetpy.daemon.server.build(...)`` with its own EtcdStore (its
 machine-id, public IP and metadata, a ``FakeUnitManager`` as systemd and ``lock=False``. With ``--engine`` each
 machine runs under ``Server.run`` exactly as in fleetpyd (the engine processes host one machine each).
 
-Without it (the worker processes, ~100 machines each), what the simulation changes, because a real machine has
+Without it (the worker processes, 250 machines each), what the simulation changes, because a real machine has
 its own CPU and memory and here 2 cores carry 1,000 of them, and because CPython collapses with thousands of
 threads that each wake up several times a second (measured: 250 unmodified agents, ~3,250 threads, ~1 core idle
 and load average > 1,000):
 
-- ``job/`` is followed ONCE per process (``SharedTree``), not once per agent; its events wake every agent of the
+- ``job/`` is followed ONCE per process (``SharedJobs``), not once per agent; its events wake every agent of the
   process (each agent's ``on_job_event``, as its own cache would). A real agent holds ~16 MB of tree for 10,000
   units; etcd sees one job-tree watch per process here, not one per machine (``machines/<id>/`` stays watched by
   every agent, with its own connection);
-- the decoding of that tree (``decode_jobs``, pure, ~0.1 s at 10,000 units) is computed once per change of the
-  shared copy for all agents of the process, instead of once per agent pass;
-- the publishers' etcd writes run on one writer pool per process (16 threads, keys kept per machine) instead of
-  8 threads per agent; the supervisor loop of ``Server.run`` (a wake-up every 0.2 s, only to notice a crash) is
+- that copy is decoded incrementally (each event re-decodes its unit with fleetpy's ``decode_jobs``) and every
+  agent pass gets the decoded snapshot, where a real agent decodes the whole tree in each pass (~0.1 s of CPU
+  at 10,000 units; per pass, on the machine's own CPU: see the engine processes, which run it unmodified);
+- each publisher writes to etcd from 2 threads instead of 8 (one pool per process was tried: 250 agents queued on
+  its lock); the supervisor loop of ``Server.run`` (a wake-up every 0.2 s, only to notice a crash) is
   not run: the worker registers each machine and starts its components itself, logging any crash;
 - the loops wait for their trigger or their period without waking every 0.1 s to look at ``stop`` (the workers
   are killed, never stopped).
@@ -40,15 +41,18 @@ from typing import Any
 
 import fleetpy.agent.agent as agent_module
 import fleetpy.loop as loop_module
-from fleetpy.agent.writer import KeyedWriter, Op
+from fleetpy.agent.writer import KeyedWriter
 from fleetpy.daemon.config import Config
 from fleetpy.daemon.server import Server, build
 from fleetpy.registry.cache import TreeCache
 from fleetpy.registry.etcd import EtcdStore
 from fleetpy.registry.keys import Keys, Tree
+from fleetpy.registry.registry import JobRecord, decode_jobs
 from fleetpy.registry.store import Event, KVStore, Node
 from fleetpy.systemd.fake import FakeUnitManager
 
+REAL_DECODE = decode_jobs
+JOB_FIELDS = ("object", "target-state", "target", "job-state")
 ROLES = ("web", "web", "web", "db", "cache", "worker", "worker")
 REGIONS = ("us", "eu", "ap")
 
@@ -65,67 +69,66 @@ def public_ip(i: int) -> str:
     return f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
 
 
-class SharedTree(TreeCache):
-    """One watch-maintained copy of a tree for every agent of the process; ``nodes()`` is built once per change
-    (the same list object until the next change, so a memoized decoding can recognise it)."""
+class Snapshot(list[Node]):
+    """What ``SharedJobs.nodes()`` hands an agent: a marker the patched ``decode_jobs`` recognises."""
 
-    def __init__(self, store: KVStore, prefix: str) -> None:
-        super().__init__(store, prefix, on_change=self._fan_out)
+
+class SharedJobs(TreeCache):
+    """One watch-maintained copy of ``job/`` for every agent of the process, decoded incrementally: an event
+    re-decodes its unit only (with fleetpy's own ``decode_jobs``, so the records are the same), and every agent
+    pass until the next change gets the same decoded snapshot."""
+
+    def __init__(self, store: KVStore, keys: Keys) -> None:
+        super().__init__(store, keys.tree(Tree.JOB), on_change=self._changed)
+        self.keys = keys
         self.listeners: list[Callable[[Event | None], None]] = []
-        self._generation = 0
-        self._memo_lock = threading.Lock()
-        self._snapshot: tuple[int, list[Node]] = (-1, [])
+        self._decode_lock = threading.Lock()
+        self._records: dict[str, JobRecord] = {}
+        self._dirty: set[str] = set()
+        self._full = True
+        self._snapshot: dict[str, JobRecord] | None = None
+        self.marker = Snapshot()
 
-    def _fan_out(self, event: Event | None) -> None:
-        self._generation += 1  # after the change was applied: a snapshot tagged with the old value is rebuilt
+    def _changed(self, event: Event | None) -> None:
+        parts = self.keys.split(event.node.key) if event is not None else ()
+        with self._decode_lock:  # marked before the agents hear of it: a pass woken by the event sees it
+            if len(parts) >= 2:
+                self._dirty.add(parts[1])
+            else:
+                self._full = True
+            self._snapshot = None
         for listener in self.listeners:
             listener(event)
 
     def nodes(self) -> list[Node]:
-        with self._memo_lock:
-            generation, snapshot = self._snapshot
-            if generation != self._generation:
-                generation = self._generation
-                snapshot = super().nodes()
-                self._snapshot = (generation, snapshot)
-            return snapshot
+        return self.marker
+
+    def decoded(self) -> dict[str, JobRecord]:
+        with self._decode_lock:
+            if self._snapshot is None:
+                if self._full:
+                    self._full, self._dirty = False, set()
+                    self._records = dict(REAL_DECODE(self.keys, super().nodes()))
+                for name in self._dirty:
+                    base = f"{self.prefix}/{name}/"
+                    leaves = [n for n in (self.get(base + f) for f in JOB_FIELDS) if n is not None]
+                    record = REAL_DECODE(self.keys, leaves).get(name)
+                    if record is None:
+                        self._records.pop(name, None)
+                    else:
+                        self._records[name] = record
+                self._dirty.clear()
+                self._snapshot = dict(sorted(self._records.items()))
+            return self._snapshot
 
 
-def share_decoding() -> None:
-    """Memoize the agent's ``decode_jobs`` (pure) on the identity of the shared cache's snapshot."""
-    real = agent_module.decode_jobs
-    lock = threading.Lock()
-    memo: list[Any] = [None, None]
+def share_decoding(shared: SharedJobs) -> None:
+    """The agents' ``decode_jobs`` of the shared copy returns its incrementally decoded snapshot."""
 
-    def decode_jobs(keys: Keys, nodes: Any) -> Any:
-        with lock:
-            if memo[0] is not nodes:
-                memo[1] = real(keys, nodes)
-                memo[0] = nodes
-            return memo[1]
+    def decode_jobs(keys: Keys, nodes: Any) -> dict[str, JobRecord]:
+        return shared.decoded() if nodes is shared.marker else REAL_DECODE(keys, nodes)
 
-    agent_module.decode_jobs = decode_jobs  # type: ignore[assignment]
-
-
-class MachineWriter:
-    """One machine's view of the process's writer pool: its keys are its own (a global unit's ``job-state`` or
-    legacy ``state/`` key is written by every machine, as in a real cluster)."""
-
-    def __init__(self, pool: KeyedWriter, machine: str) -> None:
-        self.pool = pool
-        self.machine = machine
-
-    def submit(self, key: str, op: Op, *, urgent: bool = False) -> None:
-        self.pool.submit(f"{self.machine}/{key}", op, urgent=urgent)
-
-    def idle(self) -> bool:
-        return self.pool.idle()
-
-    def flush(self, timeout: float) -> bool:
-        return self.pool.flush(timeout)
-
-    def close(self, timeout: float = 2.0) -> None:
-        pass
+    agent_module.decode_jobs = decode_jobs
 
 
 def wait_without_polling(trigger: loop_module.Trigger, interval: float, stop: threading.Event) -> None:
@@ -151,8 +154,8 @@ def start(server: Server, stop: threading.Event) -> None:
         threading.Thread(target=body, name=f"{name}-{server.machine_id[:8]}", daemon=True).start()
 
 
-def build_machine(index: int, *, endpoint: str, prefix: str, engine: bool, shared: SharedTree | None,
-                  writers: KeyedWriter | None, extra: Mapping[str, Any]) -> Server:
+def build_machine(index: int, *, endpoint: str, prefix: str, engine: bool, shared: SharedJobs | None,
+                  writers: int, extra: Mapping[str, Any]) -> Server:
     config = Config(etcd_servers=(endpoint,), etcd_key_prefix=prefix, metadata=metadata(index),
                     public_ip=public_ip(index), disable_engine=not engine, units_directory="/nonexistent/sim",
                     **extra)
@@ -163,9 +166,9 @@ def build_machine(index: int, *, endpoint: str, prefix: str, engine: bool, share
         server.agent.jobs = shared
         server.caches = [c for c in server.caches if c is not own]
         shared.listeners.append(server.agent.on_job_event)
-    if writers is not None:
+    if writers:
         server.publisher.writer.close(timeout=0.1)
-        server.publisher.writer = MachineWriter(writers, server.machine_id)  # type: ignore[assignment]
+        server.publisher.writer = KeyedWriter(workers=writers, name=f"publisher-{server.machine_id[:8]}")
     return server
 
 
@@ -189,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nice", type=int, default=0)
     parser.add_argument("--switch-interval", type=float, default=0.0, help="sys.setswitchinterval (s)")
     parser.add_argument("--log", default="")
+    parser.add_argument("--log-level", default="WARNING")
     parser.add_argument("--config", default="{}", help="JSON of extra Config fields (agent_ttl, ...)")
     args = parser.parse_args(argv)
     if args.nice:
@@ -197,18 +201,19 @@ def main(argv: list[str] | None = None) -> int:
         sys.setswitchinterval(args.switch_interval)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    logging.basicConfig(level=logging.WARNING, filename=args.log or None,
+    logging.basicConfig(level=args.log_level, filename=args.log or None,
                         format="%(asctime)s %(threadName)s %(name)s: %(message)s")
     base = rss_kib()
     stop = threading.Event()
-    shared = writers = None
+    shared = None
+    writers = 0
     engine = args.engine
     if args.share and not engine:
-        share_decoding()
+        shared = SharedJobs(EtcdStore([args.endpoint], timeout=10.0), Keys(args.prefix))
+        share_decoding(shared)
         loop_module._wait = wait_without_polling
-        shared = SharedTree(EtcdStore([args.endpoint], timeout=10.0), Keys(args.prefix).tree(Tree.JOB))
         threading.Thread(target=shared.run, args=(stop,), name="shared-jobs", daemon=True).start()
-        writers = KeyedWriter(workers=16, name="publishers")
+        writers = 2
     servers = [build_machine(i, endpoint=args.endpoint, prefix=args.prefix, engine=engine, shared=shared,
                              writers=writers, extra=json.loads(args.config))
                for i in range(args.first, args.first + args.count)]
