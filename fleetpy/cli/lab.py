@@ -10,15 +10,17 @@ import functools
 import shlex
 import subprocess
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from fleetpy.errors import FleetError, LabError
-from fleetpy.lab import Lab
-from fleetpy.lab.ssh import ssh_argv
-from fleetpy.lab.state import DEFAULT_NAME
-from fleetpy.lab.status import render
+
+DEFAULT_NAME = "fleetpy"
+"""``fleetpy.lab.state.DEFAULT_NAME`` (equal by test): importing it here would load the lab package at each start-up."""
+
+if TYPE_CHECKING:  # the lab package is imported when a lab command runs, not at every fleetpy start-up
+    from fleetpy.lab import Lab
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +37,8 @@ def lab_options(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, name: str, state_dir: str | None, **kwargs: Any) -> Any:
         try:
+            from fleetpy.lab import Lab
+
             return func(*args, lab=Lab(name, state_dir), **kwargs)
         except FleetError as err:
             raise click.ClickException(str(err)) from err
@@ -98,6 +102,8 @@ def down(lab: Lab) -> None:
 @lab_options
 def status(lab: Lab) -> None:
     """Show nodes (systemd state, link, fleetpyd) and etcd members."""
+    from fleetpy.lab.status import render
+
     click.echo(render(lab.status()))
 
 
@@ -120,6 +126,8 @@ def exec_cmd(lab: Lab, node: str, command: tuple[str, ...]) -> None:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def ssh_cmd(lab: Lab, node: str, command: tuple[str, ...]) -> None:
     """ssh into NODE as root with the lab key and strict host key checking (optionally run COMMAND)."""
+    from fleetpy.lab.ssh import ssh_argv
+
     argv = ssh_argv(lab.paths, lab.record.node(node), _strip_dashes(command))
     try:
         proc = subprocess.run(argv, check=False)

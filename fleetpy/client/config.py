@@ -10,11 +10,14 @@ import enum
 from dataclasses import dataclass
 
 from fleetpy.errors import UsageError
-from fleetpy.registry.etcd import TLSConfig
+from fleetpy.registry.endpoints import TLSConfig
 from fleetpy.registry.keys import DEFAULT_PREFIX
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:2379,http://127.0.0.1:4001"
 """fleetctl's default is the API socket; until the HTTP API lands, fleetpy defaults to etcd's two classic ports."""
+
+API_SOCKET = "unix:///var/run/fleet.sock"
+"""fleet's API endpoint (``--driver=api`` with the default endpoint)."""
 
 DEFAULT_REQUEST_TIMEOUT = 3.0
 DEFAULT_SSH_TIMEOUT = 10.0

@@ -10,15 +10,15 @@ know about it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fleetpy.client.api import FleetClient
-from fleetpy.client.config import DEFAULT_ENDPOINT, ClientConfig, Driver
-from fleetpy.client.http import DEFAULT_ENDPOINT as API_SOCKET
-from fleetpy.client.http import HttpRegistry
+from fleetpy.client.config import API_SOCKET, DEFAULT_ENDPOINT, ClientConfig, Driver
 from fleetpy.errors import TunnelError, UsageError
-from fleetpy.registry.etcd import EtcdStore
 from fleetpy.registry.registry import Registry
+
+if TYPE_CHECKING:
+    from fleetpy.registry.etcd import EtcdStore
 
 
 class Transport(Protocol):
@@ -50,6 +50,8 @@ def _open_transport(config: ClientConfig, transport_factory: TransportFactory | 
 def _api_client(config: ClientConfig, transport_factory: TransportFactory | None) -> FleetClient:
     """``--driver=api``: fleet's HTTP API (default ``unix:///var/run/fleet.sock``; like fleetctl, only the first
     of several endpoints is used)."""
+    from fleetpy.client.http import HttpRegistry  # lazily: each driver imports only its own client library
+
     endpoint = API_SOCKET if config.endpoint == DEFAULT_ENDPOINT or not config.endpoints else config.endpoints[0]
     transport: Transport | None = None
     if config.tunnel:
@@ -73,6 +75,8 @@ def connect(config: ClientConfig, *, transport_factory: TransportFactory | None 
     cluster until the first request (the tunnel, if any, is connected here)."""
     if config.driver is Driver.API:
         return _api_client(config, transport_factory)
+    from fleetpy.registry.etcd import EtcdStore  # lazily: python-etcd is ~70 ms of the CLI's start-up
+
     transport: Transport | None = None
     if config.tunnel:
         transport = _open_transport(config, transport_factory)

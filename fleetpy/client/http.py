@@ -29,13 +29,14 @@ from fleetpy.api.schema import (
     unit_from_json,
     unit_state_from_json,
 )
+from fleetpy.client.config import API_SOCKET
 from fleetpy.errors import NotFound, RegistryError, RegistryUnavailable, UsageError
 from fleetpy.model.records import JobState, MachineState, ScheduledUnit, Unit, UnitState
 from fleetpy.registry.registry import JobRecord
 
 log = logging.getLogger("fleetpy.client")
 
-DEFAULT_ENDPOINT = "unix:///var/run/fleet.sock"
+DEFAULT_ENDPOINT = API_SOCKET
 API_PATH = "fleet/v1/"
 MAX_PAGES = 0xFFFF
 Dial = Callable[[float | None], socket.socket]

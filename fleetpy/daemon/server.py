@@ -27,7 +27,8 @@ from fleetpy.errors import FleetError, RegistryError
 from fleetpy.loop import Trigger
 from fleetpy.model.records import MachineState
 from fleetpy.registry.cache import TreeCache
-from fleetpy.registry.etcd import EtcdStore, TLSConfig
+from fleetpy.registry.endpoints import TLSConfig
+from fleetpy.registry.etcd import EtcdStore
 from fleetpy.registry.keys import Tree
 from fleetpy.registry.registry import Registry
 from fleetpy.registry.store import KVStore

@@ -14,7 +14,6 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -22,6 +21,7 @@ import etcd
 import urllib3
 
 from fleetpy.errors import CASConflict, NotFound, RegistryError, RegistryUnavailable
+from fleetpy.registry.endpoints import TLSConfig, parse_endpoints
 from fleetpy.registry.store import Action, Event, IndexCleared, Listing, Node
 
 log = logging.getLogger("fleetpy.registry")
@@ -29,34 +29,6 @@ logging.getLogger("etcd").setLevel(logging.CRITICAL)  # python-etcd logs every f
 logging.getLogger("etcd.client").setLevel(logging.CRITICAL)
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class TLSConfig:
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.ca_file or self.cert_file or self.key_file)
-
-
-def parse_endpoints(spec: str | Sequence[str]) -> list[str]:
-    """``"http://a:2379,http://b:2379"`` (or fleet.conf's ``["a","b"]``) -> validated URL list."""
-    raw = spec.split(",") if isinstance(spec, str) else list(spec)
-    out = []
-    for item in raw:
-        item = item.strip().strip('[]" ')
-        if not item:
-            continue
-        parts = urlsplit(item)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise RegistryError(f"invalid etcd endpoint {item!r}: expected http(s)://host:port")
-        out.append(item.rstrip("/"))
-    if not out:
-        raise RegistryError("no etcd endpoint given")
-    return out
 
 
 class EtcdStore:

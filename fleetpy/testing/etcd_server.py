@@ -17,7 +17,7 @@ import urllib.request
 from types import TracebackType
 
 from fleetpy.errors import FleetError
-from fleetpy.registry.etcd import TLSConfig
+from fleetpy.registry.endpoints import TLSConfig
 
 
 def etcd_binary() -> str | None:

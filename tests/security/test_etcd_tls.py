@@ -13,7 +13,8 @@ import pytest
 from fleetpy.errors import RegistryError
 from fleetpy.model.records import JobState, Unit
 from fleetpy.model.unit import UnitFile
-from fleetpy.registry.etcd import EtcdStore, TLSConfig
+from fleetpy.registry.endpoints import TLSConfig
+from fleetpy.registry.etcd import EtcdStore
 from fleetpy.registry.registry import Registry
 from fleetpy.testing import EtcdServer, etcd_binary
 

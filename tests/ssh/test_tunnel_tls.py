@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from fleetpy.model.records import MachineState
-from fleetpy.registry.etcd import EtcdStore, TLSConfig
+from fleetpy.registry.endpoints import TLSConfig
+from fleetpy.registry.etcd import EtcdStore
 from fleetpy.registry.registry import Registry
 from fleetpy.ssh.tunnel import open_tunnel
 from fleetpy.testing import EtcdServer
