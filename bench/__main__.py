@@ -19,6 +19,7 @@ SCENARIOS = [
     ("bench.scenarios.cli", False),
     ("bench.scenarios.lab", True),
     ("bench.scenarios.cluster", True),
+    ("bench.scenarios.tunnel", True),
 ]
 
 

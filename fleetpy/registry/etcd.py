@@ -10,12 +10,43 @@ of answering from its possibly stale local copy.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import ssl
+import sys
 import threading
+import types
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
+
+
+class _OnFirstUse(types.ModuleType):
+    """Stands in ``sys.modules`` for a module until one of its attributes is used, then imports it for real."""
+
+    def __getattr__(self, name: str) -> Any:
+        parent, _, child = self.__name__.rpartition(".")
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        real = importlib.import_module(self.__name__)
+        setattr(sys.modules[parent], child, real)
+        return getattr(real, name)
+
+
+def _defer_dns_resolver() -> None:
+    """python-etcd imports ``dns.resolver`` (dnspython) only for SRV discovery, which fleetpy never uses: it is
+    imported on first use instead. Saves ~55 ms of every CLI command (measured with ``python -X importtime``)."""
+    if "dns.resolver" in sys.modules or importlib.util.find_spec("dns") is None:
+        return
+    import dns  # the package itself is small; its resolver module pulls in most of dnspython
+
+    stub = _OnFirstUse("dns.resolver")
+    sys.modules["dns.resolver"] = stub
+    setattr(dns, "resolver", stub)  # noqa: B010  # what the import system does for a loaded submodule
+
+
+_defer_dns_resolver()
 
 import etcd
 import urllib3

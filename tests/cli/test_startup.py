@@ -35,3 +35,14 @@ def test_the_etcd_driver_imports_python_etcd_when_it_connects() -> None:
 
 def test_lab_default_name_matches_the_lab_package() -> None:
     assert cli_lab.DEFAULT_NAME == state.DEFAULT_NAME
+
+
+def test_dnspython_and_invoke_are_left_out_until_used() -> None:
+    code = ("import fleetpy.registry.etcd, fleetpy.ssh.client, sys\n"
+            "assert type(sys.modules['dns.resolver']).__name__ == '_OnFirstUse'\n"
+            "assert 'invoke' not in sys.modules\n"
+            "import etcd.client, paramiko.config\n"
+            "assert etcd.client.dns.resolver.Resolver.__module__ == 'dns.resolver'\n"  # SRV discovery still works
+            "assert paramiko.config.invoke is None\n")
+    loaded = _loaded_after(code)
+    assert "dns.resolver" in loaded
