@@ -134,14 +134,17 @@ def test_unreachable_etcd_is_one_line_within_the_timeout() -> None:
                                    f"http://127.0.0.1:{port}: connection refused\n")
 
 
-def test_unreachable_etcd_as_subprocess() -> None:
-    port = free_port()
-    script = Fleetpy(f"http://127.0.0.1:{port}", "/x/")
+@pytest.mark.parametrize("driver", ["etcd", "api"])
+def test_unreachable_cluster_as_subprocess(driver: str) -> None:
+    endpoint = f"http://127.0.0.1:{free_port()}" if driver == "etcd" else "unix:///nonexistent/fleet.sock"
+    script = Fleetpy(endpoint, "/x/", driver=driver)
+    message = ("etcd cluster is unavailable or misconfigured" if driver == "etcd"
+               else "Error: fleet API at unix:///nonexistent/fleet.sock: ")
     for args in (["list-units"], ["start", "--no-block", "x.service"], ["cat", "x.service"]):
         result = script.sh(*args)
         assert result.exit_code == 1, args
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-        assert "etcd cluster is unavailable or misconfigured" in result.stderr
+        assert message in result.stderr
 
 
 def test_subprocess_version_and_no_args() -> None:
