@@ -200,8 +200,8 @@ def _fd_forward_dial(socket_path: str, code: str) -> tuple[HttpRegistry, list[su
 
     def dial(timeout: float | None) -> socket.socket:
         ours, theirs = socket.socketpair()
-        procs.append(subprocess.Popen([sys.executable, "-c", code, socket_path], stdin=theirs, stdout=theirs,
-                                      cwd=os.getcwd()))
+        procs.append(subprocess.Popen([sys.executable, "-c", code, socket_path], stdin=theirs.fileno(),
+                                      stdout=theirs.fileno(), cwd=os.getcwd()))
         theirs.close()
         ours.settimeout(timeout)
         return ours
