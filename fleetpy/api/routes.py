@@ -2,6 +2,7 @@
 
 No sockets here; registry calls are the only I/O (through the handlers). Every route exists under ``/fleet/v1`` and
 ``/v1-alpha``; ``/`` and the bare prefixes answer 405, unknown paths 404, ``/metrics`` serves Prometheus text.
+``/reasons`` is fleetpy's own (scheduling reasons, see ``fleetpy.api.reasons``).
 Registry failures become a 500 with an empty message (fleet's), logged once here.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from fleetpy.api import discovery, machines, state, units
+from fleetpy.api import discovery, machines, reasons, state, units
 from fleetpy.api.errors import ApiError
 from fleetpy.api.messages import Request, Response, error_response
 from fleetpy.api.metrics import Metrics
@@ -95,4 +96,8 @@ class Router:
             if method != "GET":
                 raise _only("GET")
             return state.get_state(reg, rest[0])
+        if head == "reasons" and not rest:  # fleetpy's extension (fleetd: 404)
+            if method != "GET":
+                raise _only("GET")
+            return reasons.list_reasons(reg)
         raise ApiError(404)

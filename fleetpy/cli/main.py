@@ -113,17 +113,20 @@ class FleetGroup(click.Group):
 
 
 def _debug_logging(ctx: click.Context) -> None:
-    """--debug: every registry request is logged on stderr (logger ``fleetpy.registry`` at DEBUG)."""
-    logger = logging.getLogger("fleetpy.registry")
+    """--debug: every registry request is logged on stderr at DEBUG: etcd's (logger ``fleetpy.registry``) and the
+    API driver's HTTP requests (logger ``fleetpy.client``)."""
+    loggers = [logging.getLogger(name) for name in ("fleetpy.registry", "fleetpy.client")]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("DEBUG %(name)s: %(message)s"))
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
 
     def undo() -> None:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
+        for logger, level in zip(loggers, previous, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
 
     ctx.call_on_close(undo)
 

@@ -310,5 +310,13 @@ class HttpRegistry:
         self._json("PATCH", "machines", body=[op], ok=(204, 200))
 
     def reasons(self) -> dict[str, str]:
-        """The API has no scheduling reasons (fleetpy's own etcd keys): always empty."""
-        return {}
+        """fleetpy's scheduling reasons from its ``/reasons`` extension; empty from a fleetd (404 there)."""
+        page = self._json("GET", "reasons", absent=(404,))
+        if page is None:
+            return {}
+        items = page.get("reasons") if isinstance(page, dict) else None
+        if not isinstance(items, list) or not all(
+                isinstance(i, dict) and isinstance(i.get("name"), str) and isinstance(i.get("reason"), str)
+                for i in items):
+            raise RegistryError(f"fleet API at {self.endpoint}: malformed answer to GET reasons")
+        return {i["name"]: i["reason"] for i in items}

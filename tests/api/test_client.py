@@ -11,9 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from fleetpy.api import reasons as api_reasons
+from fleetpy.api.errors import ApiError
+from fleetpy.api.messages import Response, json_response
 from fleetpy.api.server import ApiServer
 from fleetpy.client.http import ApiUnavailable, HttpApiError, HttpRegistry, parse_endpoint
-from fleetpy.errors import NotFound, RegistryUnavailable, UsageError
+from fleetpy.errors import NotFound, RegistryError, RegistryUnavailable, UsageError
 from fleetpy.model.records import JobState, MachineState, UnitState
 from fleetpy.model.unit import UnitFile
 from fleetpy.registry.registry import Registry
@@ -110,6 +113,29 @@ def test_schedule_state_and_machines(client: HttpRegistry, registry: Registry) -
     assert client.machine("nope") is None
 
 
+def test_reasons_through_the_extension(client: HttpRegistry, registry: Registry) -> None:
+    assert client.reasons() == {}
+    registry.set_reason("nowhere.service", "no machine has metadata role=nothing")
+    registry.set_reason("a.service", "conflicts with b.service")
+    assert client.reasons() == {"a.service": "conflicts with b.service",
+                                "nowhere.service": "no machine has metadata role=nothing"}
+
+
+def test_reasons_from_a_fleetd_without_the_extension(client: HttpRegistry, registry: Registry,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """fleetd answers ``/reasons`` 404: no reasons, no error; a malformed answer is an error."""
+    registry.set_reason("nowhere.service", "x")
+
+    def fleetd(reg: object) -> Response:
+        raise ApiError(404)
+
+    monkeypatch.setattr(api_reasons, "list_reasons", fleetd)
+    assert client.reasons() == {}
+    monkeypatch.setattr(api_reasons, "list_reasons", lambda reg: json_response(200, {"reasons": [{"name": 1}]}))
+    with pytest.raises(RegistryError, match="malformed answer to GET reasons"):
+        client.reasons()
+
+
 def test_250_units_in_3_pages(memory_server: ApiServer, memory_registry: Registry,
                               caplog: pytest.LogCaptureFixture) -> None:
     for i in range(250):
@@ -174,8 +200,8 @@ def _fd_forward_dial(socket_path: str, code: str) -> tuple[HttpRegistry, list[su
 
     def dial(timeout: float | None) -> socket.socket:
         ours, theirs = socket.socketpair()
-        procs.append(subprocess.Popen([sys.executable, "-c", code, socket_path], stdin=theirs, stdout=theirs,
-                                      cwd=os.getcwd()))
+        procs.append(subprocess.Popen([sys.executable, "-c", code, socket_path], stdin=theirs.fileno(),
+                                      stdout=theirs.fileno(), cwd=os.getcwd()))
         theirs.close()
         ours.settimeout(timeout)
         return ours

@@ -41,6 +41,21 @@ def test_unknown_paths_are_404(wire: Wire, path: str) -> None:
     assert reply.status == 404 and reply.error == (404, "")
 
 
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_reasons_extension(wire: Wire, registry: Registry, prefix: str) -> None:
+    """fleetpy's own route: the engine's scheduling reasons, sorted by unit name (fleetd answers it 404)."""
+    assert wire.get(f"{prefix}/reasons").body == b'{"reasons":[]}'
+    registry.set_reason("web@2.service", "conflicts with web@1.service")
+    registry.set_reason("b<&>.service", "no machine")
+    reply = wire.get(f"{prefix}/reasons")
+    assert reply.status == 200 and reply.headers["Content-Type"] == "application/json"
+    assert reply.json() == {"reasons": [{"name": "b<&>.service", "reason": "no machine"},
+                                        {"name": "web@2.service", "reason": "conflicts with web@1.service"}]}
+    refused = wire.put(f"{prefix}/reasons", {})
+    assert refused.error == (405, "only GET supported against this resource")
+    assert wire.get(f"{prefix}/reasons/x").status == 404
+
+
 def test_server_header_is_fleetd_style(wire: Wire) -> None:
     for path in ("/", "/fleet/v1/units", "/metrics", "/nope"):
         assert wire.get(path).headers["Server"] == "fleetd/9.9.9"

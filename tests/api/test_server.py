@@ -176,7 +176,7 @@ def test_registry_failure_is_500_and_logged(memory_server: ApiServer, caplog: py
     def boom() -> list[object]:
         raise RuntimeError("etcd exploded")
 
-    memory_server.router.registry.units = boom  # type: ignore[method-assign]
+    memory_server.router.registry.units = boom  # type: ignore[method-assign,assignment]
     reply = Wire(memory_server, "tcp").get("/fleet/v1/units")
     assert reply.status == 500 and reply.error == (500, "")
     assert "etcd exploded" in caplog.text

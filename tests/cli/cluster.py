@@ -199,13 +199,23 @@ class Result:
 
 @dataclass
 class Fleetpy:
-    """Runs fleetpy against one etcd keyspace, in process (CliRunner) or as the installed script."""
+    """Runs fleetpy against one etcd keyspace, in process (CliRunner) or as the installed script. With ``driver``
+    "api", ``endpoint`` is the API server's and ``prefix`` the keyspace it serves (for the tests' raw checks)."""
 
     endpoint: str
     prefix: str
+    driver: str = "etcd"
 
     def global_args(self) -> list[str]:
+        if self.driver == "api":
+            return ["--driver", "api", "--endpoint", self.endpoint]
         return ["--endpoint", self.endpoint, "--etcd-key-prefix", self.prefix]
+
+    def env(self) -> dict[str, str]:
+        """The same choices as FLEETCTL_* variables."""
+        if self.driver == "api":
+            return {"FLEETCTL_DRIVER": "api", "FLEETCTL_ENDPOINT": self.endpoint}
+        return {"FLEETCTL_DRIVER": "etcd", "FLEETCTL_ENDPOINT": self.endpoint, "FLEETCTL_ETCD_KEY_PREFIX": self.prefix}
 
     def __call__(self, *args: str, env: dict[str, str] | None = None, cwd: str | None = None) -> Result:
         runner = CliRunner()

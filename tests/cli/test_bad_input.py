@@ -1,5 +1,6 @@
 """Malformed input is refused with one line naming the file and the reason, exit 1, and nothing written to etcd;
-and what fleetpy does write is fleet's exact JSON (fleet-reference 3)."""
+and what fleetpy does write is fleet's exact JSON (fleet-reference 3). The raw key checks run with both drivers: with
+``api`` they hold the API server, which writes the same keys on the CLI's behalf, to fleet's layout."""
 
 from __future__ import annotations
 

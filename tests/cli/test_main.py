@@ -64,11 +64,15 @@ def test_prefix_matching(fleetpy: Fleetpy, etcd_registry: Registry) -> None:
 
 def test_env_vars_and_command_line_precedence(fleetpy: Fleetpy, etcd_registry: Registry) -> None:
     add_machines(etcd_registry)
-    env = {"FLEETCTL_ENDPOINT": fleetpy.endpoint, "FLEETCTL_ETCD_KEY_PREFIX": fleetpy.prefix}
+    env = fleetpy.env()
     from_env = run("list-machines", "--no-legend", env=env)
     assert from_env.exit_code == 0 and len(from_env.stdout.splitlines()) == 3
-    overridden = run("--etcd-key-prefix", "/elsewhere/", "list-machines", "--no-legend", env=env)
-    assert (overridden.exit_code, overridden.stdout) == (0, "")
+    if fleetpy.driver == "etcd":  # the key prefix is the etcd driver's (the api driver's server has its own)
+        overridden = run("--etcd-key-prefix", "/elsewhere/", "list-machines", "--no-legend", env=env)
+        assert (overridden.exit_code, overridden.stdout) == (0, "")
+    else:
+        overridden = run("--endpoint", "unix:///nonexistent/fleet.sock", "list-machines", env=env)
+        assert overridden.exit_code == 1 and "/nonexistent/fleet.sock" in overridden.stderr
     bad_env = run("list-machines", env={**env, "FLEETCTL_ENDPOINT": "http://127.0.0.1:1"})
     assert bad_env.exit_code == 1
     cli_wins = run("--endpoint", fleetpy.endpoint, "list-machines", env={**env, "FLEETCTL_ENDPOINT": "http://x:1"})
@@ -77,16 +81,19 @@ def test_env_vars_and_command_line_precedence(fleetpy: Fleetpy, etcd_registry: R
 
 def test_global_options_after_the_command(fleetpy: Fleetpy, etcd_registry: Registry) -> None:
     add_machines(etcd_registry)
-    result = run("list-machines", "--no-legend", "--endpoint", fleetpy.endpoint, f"--etcd-key-prefix={fleetpy.prefix}")
+    result = run("list-machines", "--no-legend", *fleetpy.global_args())
     assert result.exit_code == 0 and len(result.stdout.splitlines()) == 3
 
 
 def test_debug_logs_registry_requests(fleetpy: Fleetpy, etcd_registry: Registry) -> None:
+    # The api driver's server runs in this process and logs its etcd requests too: each driver's own line is checked.
+    line = (f"DEBUG fleetpy.registry: etcd GET {fleetpy.prefix}machines recursive via" if fleetpy.driver == "etcd"
+            else "DEBUG fleetpy.client: HTTP GET http://domain-sock/fleet/v1/machines?alt=json")
     result = fleetpy("--debug", "list-machines")
     assert result.exit_code == 0
-    assert f"DEBUG fleetpy.registry: etcd GET {fleetpy.prefix}machines recursive via" in result.stderr
+    assert line in result.stderr
     from_env = fleetpy("list-machines", env={"FLEETCTL_DEBUG": "true"})
-    assert "DEBUG fleetpy.registry" in from_env.stderr
+    assert line in from_env.stderr
     quiet = fleetpy("list-machines")
     assert quiet.stderr == ""
 
@@ -127,14 +134,17 @@ def test_unreachable_etcd_is_one_line_within_the_timeout() -> None:
                                    f"http://127.0.0.1:{port}: connection refused\n")
 
 
-def test_unreachable_etcd_as_subprocess() -> None:
-    port = free_port()
-    script = Fleetpy(f"http://127.0.0.1:{port}", "/x/")
+@pytest.mark.parametrize("driver", ["etcd", "api"])
+def test_unreachable_cluster_as_subprocess(driver: str) -> None:
+    endpoint = f"http://127.0.0.1:{free_port()}" if driver == "etcd" else "unix:///nonexistent/fleet.sock"
+    script = Fleetpy(endpoint, "/x/", driver=driver)
+    message = ("etcd cluster is unavailable or misconfigured" if driver == "etcd"
+               else "Error: fleet API at unix:///nonexistent/fleet.sock: ")
     for args in (["list-units"], ["start", "--no-block", "x.service"], ["cat", "x.service"]):
         result = script.sh(*args)
         assert result.exit_code == 1, args
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-        assert "etcd cluster is unavailable or misconfigured" in result.stderr
+        assert message in result.stderr
 
 
 def test_subprocess_version_and_no_args() -> None:
