@@ -21,13 +21,14 @@ from fleetpy.cli.context import CliEnv
 from fleetpy.cli.lab import lab
 from fleetpy.cli.options import FleetCommand, rewrite_bool_values
 from fleetpy.client.config import (
+    API_SOCKET,
     DEFAULT_ENDPOINT,
     DEFAULT_KNOWN_HOSTS_FILE,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SSH_TIMEOUT,
     DEFAULT_SSH_USERNAME,
     ClientConfig,
-    Driver,
+    choose_driver,
 )
 from fleetpy.registry.keys import DEFAULT_PREFIX
 
@@ -138,11 +139,12 @@ def _env(name: str) -> str:
 @click.group(PROG, cls=FleetGroup, invoke_without_command=True, no_args_is_help=False,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
 @click.version_option(__version__, "--version", "-v", message=f"{PROG} version %(version)s")
-@click.option("--endpoint", default=DEFAULT_ENDPOINT, envvar=_env("endpoint"), show_default=True,
-              help="etcd endpoint(s), comma-separated; with --driver=api the fleet API URL (unix:// or http(s)://).")
-@click.option("--driver", default="etcd", envvar=_env("driver"), show_default=True, metavar="etcd|api",
-              help="Talk to etcd directly (etcd) or to the fleet HTTP API of a fleetpyd (api; its default endpoint "
-                   "is unix:///var/run/fleet.sock).")
+@click.option("--endpoint", default=None, envvar=_env("endpoint"), metavar="URL[,URL...]",
+              help=f"The fleet API URL (unix:// or http(s)://) [default: {API_SOCKET}], or with --driver=etcd "
+                   f"the etcd endpoints, comma-separated [default: {DEFAULT_ENDPOINT}].")
+@click.option("--driver", default=None, envvar=_env("driver"), metavar="api|etcd",
+              help="Talk to the fleet HTTP API of a fleetpyd (api) or to etcd directly (etcd) [default: api, or etcd "
+                   "when the endpoint's port is 2379 or 4001].")
 @click.option("--etcd-key-prefix", default=DEFAULT_PREFIX, envvar=_env("etcd-key-prefix"), show_default=True,
               help="Keyspace for fleet data in etcd (development use only).")
 @click.option("--request-timeout", type=float, default=DEFAULT_REQUEST_TIMEOUT, envvar=_env("request-timeout"),
@@ -165,20 +167,25 @@ def _env(name: str) -> str:
               help="Client certificate file for TLS to etcd.")
 @click.option("--key-file", "--etcd-keyfile", "key_file", default="", envvar=_env("key-file"),
               help="Client key file for TLS to etcd.")
+@click.option("--remote-fleetpy", default="fleetpy", envvar=_env("remote-fleetpy"), show_default=True,
+              help="With --tunnel and the API's unix socket: the fleetpy command on the tunnel host, run as "
+                   "'fleetpy fd-forward SOCKET' (fleetctl runs 'fleetctl fd-forward').")
 @click.pass_context
-def cli(ctx: click.Context, endpoint: str, driver: str, etcd_key_prefix: str, request_timeout: float, debug: bool,
-        tunnel: str, ssh_username: str, ssh_timeout: float, known_hosts_file: str, strict_host_key_checking: bool,
-        ca_file: str, cert_file: str, key_file: str) -> None:
+def cli(ctx: click.Context, endpoint: str | None, driver: str | None, etcd_key_prefix: str, request_timeout: float,
+        debug: bool, tunnel: str, ssh_username: str, ssh_timeout: float, known_hosts_file: str,
+        strict_host_key_checking: bool, ca_file: str, cert_file: str, key_file: str, remote_fleetpy: str) -> None:
     """fleetpy: fleet (CoreOS) for systemd clusters on etcd; a drop-in fleetctl.
 
     Every global option can also be set with FLEETCTL_<NAME> (e.g. FLEETCTL_ENDPOINT); the command line wins.
     Commands may be abbreviated to any unambiguous prefix (fleetpy list-m)."""
     env = ctx.ensure_object(CliEnv)
+    chosen, endpoint = choose_driver(driver, endpoint)
     env.config = ClientConfig(
-        endpoint=endpoint, driver=Driver.parse(driver), etcd_key_prefix=etcd_key_prefix,
+        endpoint=endpoint, driver=chosen, etcd_key_prefix=etcd_key_prefix,
         request_timeout=request_timeout, debug=debug, tunnel=tunnel, ssh_username=ssh_username,
         ssh_timeout=ssh_timeout, known_hosts_file=known_hosts_file,
         strict_host_key_checking=strict_host_key_checking, ca_file=ca_file, cert_file=cert_file, key_file=key_file,
+        remote_fleetpy=remote_fleetpy,
     )
     if debug:
         _debug_logging(ctx)

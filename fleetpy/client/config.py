@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from fleetpy.errors import UsageError
 from fleetpy.registry.endpoints import TLSConfig
 from fleetpy.registry.keys import DEFAULT_PREFIX
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:2379,http://127.0.0.1:4001"
-"""fleetctl's default is the API socket; until the HTTP API lands, fleetpy defaults to etcd's two classic ports."""
+"""The etcd driver's default endpoints (etcd's two classic ports), also ``ClientConfig``'s default."""
 
 API_SOCKET = "unix:///var/run/fleet.sock"
-"""fleet's API endpoint (``--driver=api`` with the default endpoint)."""
+"""fleet's API endpoint: the CLI's default (``--driver=api``), as fleetctl's."""
+
+ETCD_PORTS = (2379, 4001)
 
 DEFAULT_REQUEST_TIMEOUT = 3.0
 DEFAULT_SSH_TIMEOUT = 10.0
@@ -39,9 +42,34 @@ class Driver(enum.StrEnum):
             raise UsageError(f'unknown driver "{text}": use "etcd" or "api"') from None
 
 
+def choose_driver(driver: str | None, endpoint: str | None) -> tuple[Driver, str]:
+    """The CLI's driver and endpoint from ``--driver``/``--endpoint`` (None: not given, by flag or environment).
+
+    fleetctl's defaults: the API driver on ``unix:///var/run/fleet.sock``. Its auto-detection: an endpoint on
+    etcd's port 2379 or 4001 means the etcd driver (fleetctl applies it when ``--driver`` is empty; fleetpy also
+    when it is not given). An explicit driver without an endpoint gets that driver's default endpoint."""
+    if driver is not None and driver.strip():
+        chosen = Driver.parse(driver)
+    elif endpoint and _port(endpoint.split(",")[0]) in ETCD_PORTS:
+        chosen = Driver.ETCD
+    else:
+        chosen = Driver.API
+    if not endpoint:
+        endpoint = API_SOCKET if chosen is Driver.API else DEFAULT_ENDPOINT
+    return chosen, endpoint
+
+
+def _port(url: str) -> int | None:
+    try:
+        return urlsplit(url.strip()).port
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class ClientConfig:
-    """fleetctl's global flags (fleet-reference 1.1), typed. Defaults are fleetpy's."""
+    """fleetctl's global flags (fleet-reference 1.1), typed. The defaults are the library's (etcd on its classic
+    ports); the CLI's are fleetctl's (``choose_driver``)."""
 
     endpoint: str = DEFAULT_ENDPOINT
     driver: Driver = Driver.ETCD
@@ -56,6 +84,7 @@ class ClientConfig:
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""
+    remote_fleetpy: str = "fleetpy"  # the command run as ``<it> fd-forward SOCKET`` on a tunnel host (api driver)
 
     def __post_init__(self) -> None:
         if not self.request_timeout > 0:

@@ -9,12 +9,14 @@ know about it.
 
 from __future__ import annotations
 
+import shlex
+import socket
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from fleetpy.client.api import FleetClient
 from fleetpy.client.config import API_SOCKET, DEFAULT_ENDPOINT, ClientConfig, Driver
-from fleetpy.errors import TunnelError, UsageError
+from fleetpy.errors import TunnelError
 from fleetpy.registry.registry import Registry
 
 if TYPE_CHECKING:
@@ -33,6 +35,14 @@ class Transport(Protocol):
         name and no local port is opened)."""
         ...
 
+    def dial(self, host: str, port: int, *, timeout: float | None = None) -> socket.socket:
+        """A connected socket to ``host:port`` as seen from the far end (the API driver over http(s))."""
+        ...
+
+    def relay(self, command: str) -> socket.socket:
+        """A socket to the stdin/stdout of ``command`` run at the far end (``fleetpy fd-forward SOCKET``)."""
+        ...
+
     def close(self) -> None:
         ...
 
@@ -49,19 +59,28 @@ def _open_transport(config: ClientConfig, transport_factory: TransportFactory | 
 
 def _api_client(config: ClientConfig, transport_factory: TransportFactory | None) -> FleetClient:
     """``--driver=api``: fleet's HTTP API (default ``unix:///var/run/fleet.sock``; like fleetctl, only the first
-    of several endpoints is used)."""
-    from fleetpy.client.http import HttpRegistry  # lazily: each driver imports only its own client library
+    of several endpoints is used). With ``--tunnel``, an ``http(s)`` endpoint is dialled from the tunnel host
+    (direct-tcpip), and a unix socket is reached as fleetctl does: ``fleetpy fd-forward SOCKET`` run there."""
+    from fleetpy.client.http import HttpRegistry, parse_endpoint  # lazily: each driver imports its own client
 
     endpoint = API_SOCKET if config.endpoint == DEFAULT_ENDPOINT or not config.endpoints else config.endpoints[0]
     transport: Transport | None = None
+    dial: Callable[[float | None], socket.socket] | None = None
     if config.tunnel:
-        if not endpoint.startswith(("http://", "https://")):
-            raise UsageError(f"--tunnel with --driver=api needs an http(s) endpoint, not {endpoint}")
+        scheme, host, port, _path = parse_endpoint(endpoint)
         transport = _open_transport(config, transport_factory)
-        endpoint = transport.endpoints([endpoint])[0]
+        tunnel = transport
+        if scheme == "unix":
+            command = f"{shlex.quote(config.remote_fleetpy)} fd-forward {shlex.quote(host)}"
+
+            def dial(timeout: float | None) -> socket.socket:
+                return tunnel.relay(command)
+        else:
+            def dial(timeout: float | None) -> socket.socket:
+                return tunnel.dial(host, port, timeout=timeout)
     try:
         registry = HttpRegistry(endpoint, timeout=config.request_timeout, ca_file=config.ca_file,
-                                cert_file=config.cert_file, key_file=config.key_file)
+                                cert_file=config.cert_file, key_file=config.key_file, dial=dial)
     except BaseException:
         if transport is not None:
             transport.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -119,6 +120,7 @@ class Lab:
             "FLEETCTL_KNOWN_HOSTS_FILE": str(self.known_hosts_path),
             "FLEETCTL_SSH_IDENTITY": str(self.ssh_key_path),
             "FLEETCTL_STRICT_HOST_KEY_CHECKING": "true",
+            "FLEETCTL_REMOTE_FLEETPY": os.path.join(sys.prefix, "bin", "fleetpy"),  # nodes see this venv
         }
 
     def node_dir(self, node: str) -> Path:

@@ -92,6 +92,17 @@ class SSHConnection:
             AgentRequestHandler(chan)
         return chan
 
+    def exec_channel(self, command: str) -> paramiko.Channel:
+        """A session channel running ``command`` (a shell command line): its stdin/stdout are the channel's data,
+        its stderr is left unread (a relay such as ``fleetpy fd-forward``)."""
+        chan = self._session(False)
+        try:
+            chan.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            chan.close()
+            raise TunnelError(f"{self.label}: cannot run {command}: {_describe(err)}") from err
+        return chan
+
     # -- commands -----------------------------------------------------------------------------------------
     def run(self, command: str, *, stdout: BinaryIO, stderr: BinaryIO, forward_agent: bool = False) -> int:
         """Run ``command`` (a shell command line) with no pty, streaming its output; return its exit code.

@@ -86,6 +86,19 @@ class Tunnel:
             raise
         return ours
 
+    def relay(self, command: str) -> socket.socket:
+        """A connected socket to the stdin/stdout of ``command`` run on the tunnel host: fleetctl's way to reach
+        the API's unix socket there (``fleetctl fd-forward /var/run/fleet.sock``)."""
+        ours, theirs = socket.socketpair()
+        try:
+            chan = self.connection.exec_channel(command)
+        except BaseException:
+            ours.close()
+            theirs.close()
+            raise
+        self._start_bridge(theirs, chan)
+        return ours
+
     def bridge(self, sock: socket.socket, host: str, port: int, *, timeout: float | None = None) -> None:
         """Connect ``sock`` (which the bridge then owns) to ``host:port`` through the tunnel."""
         try:
@@ -93,6 +106,9 @@ class Tunnel:
         except BaseException:
             sock.close()
             raise
+        self._start_bridge(sock, chan)
+
+    def _start_bridge(self, sock: socket.socket, chan: paramiko.Channel) -> None:
         bridge = _Bridge(sock, chan, self._forget)
         with self._lock:
             self._bridges.add(bridge)
@@ -202,8 +218,10 @@ def ssh_config_for(settings: TunnelSettings) -> SSHConfig:
 
 
 def transport_factory(settings: TunnelSettings) -> Tunnel:
-    """``fleetpy.client.connect``'s TransportFactory: the tunnel of ``--tunnel``, checked against the endpoints."""
-    return open_tunnel(settings.tunnel, ssh_config_for(settings), endpoints=settings.endpoints)
+    """``fleetpy.client.connect``'s TransportFactory: the tunnel of ``--tunnel``, checked against the endpoints
+    when they are etcd's (the API driver's first request says whether the API is reachable)."""
+    etcd = str(getattr(settings, "driver", "etcd")) == "etcd"
+    return open_tunnel(settings.tunnel, ssh_config_for(settings), endpoints=settings.endpoints if etcd else ())
 
 
 def open_tunnel(spec: str, config: SSHConfig, *, endpoints: Sequence[str] = ()) -> Tunnel:

@@ -3,6 +3,8 @@ commands work with ``--driver api`` as with ``--driver etcd``, and ``/metrics`` 
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -27,6 +29,18 @@ def _wait(predicate: Callable[[], bool], timeout: float = 30) -> bool:
     return predicate()
 
 
+def _host(lab: Lab, *args: str, check: bool = True) -> str:
+    """``fleetpy`` run on the host with the lab's SSH settings but fleetctl's default driver and endpoint."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETCTL_")}
+    env.update({k: v for k, v in lab.env().items() if k not in ("FLEETCTL_DRIVER", "FLEETCTL_ENDPOINT")})
+    proc = subprocess.run([FLEETPY, *args], env=env, capture_output=True, text=True, timeout=60)
+    if check:
+        assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        return proc.stdout
+    assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
+    return proc.stderr
+
+
 def test_cli_through_the_api_socket_of_a_node(lab_factory: Callable[..., Lab]) -> None:
     lab = lab_factory(nodes=2, agents=True, agent_ttl="5s")
     unit = lab.node_dir("node1") / "apidemo@.service"  # the lab dir is visible inside the nodes (/tmp is not)
@@ -47,6 +61,12 @@ def test_cli_through_the_api_socket_of_a_node(lab_factory: Callable[..., Lab]) -
     assert _wait(lambda: cli("list-units", "--no-legend", "--fields=unit,active").count("active") == 2)
     for command in (["list-units"], ["list-unit-files"], ["list-machines"], ["cat", "apidemo@1.service"]):
         assert cli(*command) == cli(*command, driver="etcd"), command
+        # from the host, fleetctl's defaults (api on unix:///var/run/fleet.sock) through --tunnel node1: the
+        # socket is reached by 'fleetpy fd-forward /var/run/fleet.sock' run on node1 over SSH
+        assert _host(lab, "--tunnel", lab.node_ip("node1"), *command) == cli(*command, driver="etcd"), command
+    missing = _host(lab, "--tunnel", lab.node_ip("node1"), "--remote-fleetpy", "/nonexistent/fleetpy",
+                    "list-machines", check=False)
+    assert missing.count("\n") == 1 and "Traceback" not in missing, missing
     cli("stop", "apidemo@1.service")
     cli("destroy", "apidemo@1.service", "apidemo@2.service", "apidemo@.service")
     assert _wait(lambda: "apidemo" not in cli("list-units"))

@@ -209,7 +209,7 @@ class Fleetpy:
     def global_args(self) -> list[str]:
         if self.driver == "api":
             return ["--driver", "api", "--endpoint", self.endpoint]
-        return ["--endpoint", self.endpoint, "--etcd-key-prefix", self.prefix]
+        return ["--driver", "etcd", "--endpoint", self.endpoint, "--etcd-key-prefix", self.prefix]
 
     def env(self) -> dict[str, str]:
         """The same choices as FLEETCTL_* variables."""

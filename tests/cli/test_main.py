@@ -119,7 +119,7 @@ def test_unsupported_driver_and_tunnel() -> None:
 
 
 def test_bad_global_values() -> None:
-    assert run("--endpoint", "unix:///var/run/fleet.sock", "list-units").stderr == (
+    assert run("--driver", "etcd", "--endpoint", "unix:///var/run/fleet.sock", "list-units").stderr == (
         "Error: invalid etcd endpoint 'unix:///var/run/fleet.sock': expected http(s)://host:port\n")
     assert run("--request-timeout", "0", "list-units").stderr == "Error: --request-timeout must be positive, got 0.0\n"
     assert run("--key-file", "k.pem", "list-units").stderr == "Error: --key-file needs --cert-file\n"
@@ -128,7 +128,7 @@ def test_bad_global_values() -> None:
 def test_unreachable_etcd_is_one_line_within_the_timeout() -> None:
     port = free_port()
     started = time.monotonic()
-    result = run("--endpoint", f"http://127.0.0.1:{port}", "--request-timeout", "1", "list-units")
+    result = run("--driver", "etcd", "--endpoint", f"http://127.0.0.1:{port}", "--request-timeout", "1", "list-units")
     assert time.monotonic() - started < 3
     assert result == Result(1, "", "Error: etcd cluster is unavailable or misconfigured: "
                                    f"http://127.0.0.1:{port}: connection refused\n")

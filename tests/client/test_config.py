@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from fleetpy.client.config import ClientConfig, Driver
+from fleetpy.client.config import ClientConfig, Driver, choose_driver
 from fleetpy.client.connect import connect
 from fleetpy.client.http import HttpRegistry
 from fleetpy.errors import RegistryError, TunnelError, UsageError
@@ -26,6 +26,25 @@ def test_defaults_and_derived_values() -> None:
 @pytest.mark.parametrize(("text", "driver"), [("etcd", Driver.ETCD), ("API", Driver.API), (" Etcd ", Driver.ETCD)])
 def test_driver_parse(text: str, driver: Driver) -> None:
     assert Driver.parse(text) is driver
+
+
+ETCD_DEFAULT = "http://127.0.0.1:2379,http://127.0.0.1:4001"
+
+
+@pytest.mark.parametrize(("driver", "endpoint", "expected"), [
+    (None, None, (Driver.API, "unix:///var/run/fleet.sock")),  # fleetctl's defaults
+    ("etcd", None, (Driver.ETCD, ETCD_DEFAULT)),
+    ("api", None, (Driver.API, "unix:///var/run/fleet.sock")),
+    (None, "http://10.0.0.1:2379", (Driver.ETCD, "http://10.0.0.1:2379")),  # fleetctl's auto-detection
+    (None, "http://a:4001,http://b:4001", (Driver.ETCD, "http://a:4001,http://b:4001")),
+    (None, "http://10.0.0.1:8080", (Driver.API, "http://10.0.0.1:8080")),
+    (None, "unix:///run/fleet.sock", (Driver.API, "unix:///run/fleet.sock")),
+    ("api", "http://10.0.0.1:2379", (Driver.API, "http://10.0.0.1:2379")),  # an explicit driver wins
+    ("", "http://10.0.0.1:2379", (Driver.ETCD, "http://10.0.0.1:2379")),  # empty = not given, as in fleetctl
+    (None, "http://[bad", (Driver.API, "http://[bad")),  # the driver reports a malformed endpoint
+])
+def test_choose_driver(driver: str | None, endpoint: str | None, expected: tuple[Driver, str]) -> None:
+    assert choose_driver(driver, endpoint) == expected
 
 
 @pytest.mark.parametrize("kwargs", [{"request_timeout": 0}, {"ssh_timeout": -1}, {"key_file": "k.pem"}])
@@ -54,7 +73,9 @@ def test_api_driver_uses_fleets_socket_by_default() -> None:
 
 
 def test_connect_refusals() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError):  # a malformed endpoint is refused before any tunnel is opened
+        connect(ClientConfig(driver=Driver.API, endpoint="unix://x.sock", tunnel="bastion"))
+    with pytest.raises(TunnelError):  # no transport factory: a unix socket through --tunnel needs one
         connect(ClientConfig(driver=Driver.API, endpoint="unix:///x.sock", tunnel="bastion"))
     with pytest.raises(TunnelError):
         connect(ClientConfig(tunnel="bastion"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,7 @@ def test_up_status_env_down(tmp_path: Path) -> None:
             f"export FLEETCTL_KNOWN_HOSTS_FILE={lab.known_hosts_path}",
             f"export FLEETCTL_SSH_IDENTITY={lab.ssh_key_path}",
             "export FLEETCTL_STRICT_HOST_KEY_CHECKING=true",
+            f"export FLEETCTL_REMOTE_FLEETPY={sys.prefix}/bin/fleetpy",
         ]
     finally:
         down = CliRunner().invoke(cli, ["lab", "down", *base])

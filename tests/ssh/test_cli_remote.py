@@ -76,8 +76,9 @@ def cluster(etcd_server: EtcdServer, etcd_prefix: str, sshd: SSHServer, monkeypa
     known_hosts = sshd.known_hosts_file()
 
     def invoke(*args: str, globals_: tuple[str, ...] = (), obj: CliEnv | None = None) -> Result:
-        argv = ["--endpoint", etcd_server.url, "--etcd-key-prefix", etcd_prefix, "--ssh-username", "root",
-                "--known-hosts-file", str(known_hosts), "--ssh-timeout", "5", *globals_, *args]
+        argv = ["--driver", "etcd", "--endpoint", etcd_server.url, "--etcd-key-prefix", etcd_prefix,
+                "--ssh-username", "root", "--known-hosts-file", str(known_hosts), "--ssh-timeout", "5",
+                *globals_, *args]
         extra = {"obj": obj} if obj is not None else {}
         return CliRunner().invoke(cli, argv, catch_exceptions=False, **extra)
 
@@ -162,7 +163,7 @@ def test_journal_refusals(cluster: Cluster, args: tuple[str, ...], message: str)
 
 
 def test_journal_follow_stops_quietly_on_ctrl_c(cluster: Cluster) -> None:
-    argv = [sys.executable, "-m", "fleetpy.cli.main", "--endpoint", cluster.etcd.url,
+    argv = [sys.executable, "-m", "fleetpy.cli.main", "--driver", "etcd", "--endpoint", cluster.etcd.url,
             "--etcd-key-prefix", cluster.prefix, "--ssh-username", "root",
             "--known-hosts-file", str(cluster.known_hosts), "journal", "-f", *port_opt(cluster), "hello.service"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).parents[2])
@@ -321,7 +322,7 @@ def test_interactive_shell_on_a_terminal(cluster: Cluster) -> None:
     import pty
 
     master, slave = pty.openpty()
-    argv = [sys.executable, "-m", "fleetpy.cli.main", "--endpoint", cluster.etcd.url,
+    argv = [sys.executable, "-m", "fleetpy.cli.main", "--driver", "etcd", "--endpoint", cluster.etcd.url,
             "--etcd-key-prefix", cluster.prefix, "--ssh-username", "root",
             "--known-hosts-file", str(cluster.known_hosts), "ssh", *port_opt(cluster), "-m", OTHER]
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=Path(__file__).parents[2],
