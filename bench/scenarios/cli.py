@@ -57,7 +57,7 @@ def timed(url: str, *args: str) -> tuple[list[float], subprocess.CompletedProces
     proc = None
     for _ in range(RUNS):
         start = time.perf_counter()
-        proc = subprocess.run([FLEETPY, "--endpoint", url, *args], env=env, capture_output=True)
+        proc = subprocess.run([FLEETPY, "--driver", "etcd", "--endpoint", url, *args], env=env, capture_output=True)
         samples.append(time.perf_counter() - start)
     assert proc is not None
     return samples, proc
