@@ -111,26 +111,28 @@ class StatePublisher:
             self.writer.submit(f"hb:{name}", self._beat_op(name))
         self.kick()
 
-    def verify(self, job_states: Mapping[str, str | None]) -> None:
-        """Repair heartbeats from the agent's cached job tree (``unit -> job-state`` of every existing job): a
-        launched unit whose ``job-state`` does not name this machine gets it written, a ``job-state`` naming this
-        machine for a unit not launched here is cleared. No request unless something is wrong."""
+    def verify(self, jobs: Mapping[str, tuple[str | None, str | None]]) -> None:
+        """Repair heartbeats from the agent's cached job tree (``unit -> (target, job-state)`` of every existing
+        job): a launched unit scheduled here whose ``job-state`` does not name this machine gets it written, a
+        ``job-state`` naming this machine for a unit not launched here is cleared. Global units (no target) are
+        only cleared, never rewritten: every machine running one writes it at start, the last one wins, as in
+        fleet. No request unless something is wrong."""
         me = self.machine_id
         now = self.clock()
         beat: list[str] = []
         clear: list[str] = []
         with self._lock:
-            for name, value in job_states.items():
+            for name, (target, value) in jobs.items():
                 if now - self._beat_at.get(name, float("-inf")) < self.verify_grace:
                     continue
-                if name in self._launched and value != me:
+                if name in self._launched and value != me and target == me:
                     beat.append(name)
                 elif name not in self._launched and value == me:
                     clear.append(name)
             for name in beat + clear:
                 self._beat_at[name] = now
-            if len(self._beat_at) > 2 * len(job_states) + 64:
-                self._beat_at = {n: t for n, t in self._beat_at.items() if n in job_states}
+            if len(self._beat_at) > 2 * len(jobs) + 64:
+                self._beat_at = {n: t for n, t in self._beat_at.items() if n in jobs}
         for name in beat:
             log.info("heartbeat of %s missing from the registry: writing it", name)
             self.writer.submit(f"hb:{name}", self._beat_op(name))

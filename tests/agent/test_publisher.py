@@ -110,18 +110,22 @@ def test_verify_repairs_heartbeats_from_the_job_cache(world: tuple) -> None:
     publisher, registry, _, clock = world
     publisher.track({}, [])
     index = registry.store.current_index()
-    publisher.heartbeat("a.service", fresh=False)  # adopted: written only if the registry lacks it
-    publisher.verify({"a.service": ME, "b.service": None})
+    for name in ("a.service", "g.service"):
+        publisher.heartbeat(name, fresh=False)  # adopted: written only if the registry lacks it
+    publisher.verify({"a.service": (ME, ME), "b.service": (ME, None)})
     assert publisher.writer.flush(5) and registry.store.current_index() == index
-    publisher.verify({"a.service": None, "b.service": ME, "c.service": "other"})
+    # a's heartbeat gone, b's left by a previous run, c's another machine's, g (global) last written by another
+    publisher.verify({"a.service": (ME, None), "b.service": (ME, ME), "c.service": ("other", "other"),
+                      "g.service": (None, "other")})
     assert publisher.writer.flush(5)
     assert registry.store.get(registry.keys.job_state("a.service")).value == ME  # type: ignore[union-attr]
+    assert registry.store.get(registry.keys.job_state("g.service")) is None  # never fought over
     registry.unit_heartbeat("b.service", ME)
-    publisher.verify({"a.service": ME, "b.service": ME})  # within the grace of the write just made: left alone
+    publisher.verify({"a.service": (ME, ME), "b.service": (ME, ME)})  # within the grace of the last look
     assert publisher.writer.flush(5)
     assert registry.store.get(registry.keys.job_state("b.service")) is not None
     clock.advance(6)
-    publisher.verify({"a.service": ME, "b.service": ME})
+    publisher.verify({"a.service": (ME, ME), "b.service": (ME, ME)})
     assert publisher.writer.flush(5)
     assert registry.store.get(registry.keys.job_state("b.service")) is None
 
