@@ -191,7 +191,7 @@ class Engine:
                                reason="run" if len(done) == len(result.tasks) else "schedule_failure")
         if len(done) == len(result.tasks):
             self.write_reasons(result, now)
-        self.sweeper.sweep(live=set(cluster.machines), held=cluster.held, jobs=follower.jobs.nodes())
+        self.sweeper.sweep(machines=follower.machines.nodes(), held=cluster.held, jobs=follower.jobs.nodes())
         quiet = (not result.tasks and not cluster.held and not self._overlay and not self._missing_bodies
                  and not self.sweeper.due)
         self._settled = inputs if quiet and self._watching else None

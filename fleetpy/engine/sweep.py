@@ -75,6 +75,16 @@ def plan_sweep(keys: Keys, *, live: Set[str], held: Set[str], states: Iterable[N
     return SweepPlan(tuple(sorted(deletes, key=lambda d: (d.machine_id, d.key))), waiting)
 
 
+def live_machines(keys: Keys, machines: Iterable[Node]) -> frozenset[str]:
+    """The IDs with a ``machines/<id>/object`` leaf."""
+    out = set()
+    for node in machines:
+        parts = keys.split(node.key)
+        if len(parts) == 3 and parts[0] == Tree.MACHINES.value and parts[2] == "object" and not node.is_dir:
+            out.add(parts[1])
+    return frozenset(out)
+
+
 class Sweeper:
     """Runs a sweep when one is due: after the machine set lost members, and once per leadership term."""
 
@@ -95,8 +105,11 @@ class Sweeper:
             self.due = True
         self._live = current
 
-    def sweep(self, *, live: Set[str], held: Set[str], jobs: Iterable[Node]) -> list[Delete]:
-        """Sweep if due; the deletes done. Registry errors are logged and leave the sweep due."""
+    def sweep(self, *, machines: Iterable[Node], held: Set[str], jobs: Iterable[Node]) -> list[Delete]:
+        """Sweep if due; the deletes done. ``machines``/``jobs``: the leaves of ``machines/`` and ``job/`` (the
+        engine's watch copies). A machine is live while its object key exists, readable or not. Registry errors
+        are logged and leave the sweep due."""
+        live = live_machines(self.registry.keys, machines)
         self.observe(live)
         if not self.due:
             return []
@@ -114,7 +127,8 @@ class Sweeper:
 
     def execute(self, plan: SweepPlan) -> list[Delete]:
         """Re-check each machine's key (the watch copy may lag a re-registration), then compare-and-delete."""
-        back = {m for m in plan.machines if self.registry.machine(m) is not None}
+        keys = self.registry.keys
+        back = {m for m in plan.machines if self.registry.store.get(keys.machine_object(m)) is not None}
         todo = [d for d in plan.deletes if d.machine_id not in back]
 
         def delete(item: Delete) -> bool:
