@@ -140,7 +140,7 @@ def wait_without_polling(trigger: loop_module.Trigger, interval: float, stop: th
 def start(server: Server, stop: threading.Event) -> None:
     """What ``Server.run`` does before its supervisor loop: register, adopt states, start every component."""
     server.register(stop)
-    server.publisher.adopt()
+    server.publisher.adopt(rewrite=server.heart.created)
     components: list[tuple[str, Callable[[threading.Event], None]]] = [
         *((f"watch:{c.prefix}", c.run) for c in server.caches),
         ("agent", server.agent.run), ("publisher", server.publisher.run), ("heart", server.heart.run)]

@@ -73,6 +73,7 @@ class Agent:
         self._seeded = False
         self._stale: set[str] = set()  # local files systemd does not know (not linked): reloaded when wanted
         self._skipped: dict[str, str] = {}
+        self._job_states: dict[str, tuple[str | None, str | None]] = {}  # unit -> (target, job-state), cached
         self.passes = 0
 
     # -- wiring -------------------------------------------------------------------------------------------
@@ -143,6 +144,7 @@ class Agent:
         keys = self.registry.keys
         machine = self.machine()
         jobs = decode_jobs(keys, self.jobs.nodes())
+        self._job_states = {name: (job.target, job.job_state) for name, job in jobs.items()}
         targets = {name: job.target for name, job in jobs.items()}
         names = wanted_bodies(machine.id, targets)
         self._fetch_bodies({jobs[n].unit_hash for n in names})
@@ -196,6 +198,7 @@ class Agent:
                 self.metrics.task("agent", str(outcome.task.kind), ok=not outcome.error)
         self.metrics.reconcile("agent", time.monotonic() - started, ok=not any(o.error for o in outcomes))
         self.publisher.track(self.manager.units(), self._launched())
+        self.publisher.verify(self._job_states)
         if tasks:
             self.publisher.kick()
         failed = any(o.error for o in outcomes)

@@ -2,7 +2,9 @@
 
 I/O component. Registers at start (a machine-id already registered by a live agent elsewhere is refused: fleet's
 duplicate machine-id check), refreshes the TTL every ttl/2 (a refresh fires no watch), rewrites the object when
-its content changes (e.g. an autodetected public IP), and removes it on a clean shutdown.
+its content changes (e.g. an autodetected public IP), and removes it on a clean shutdown. When the object had
+expired and is registered again, ``on_register`` runs: the engine may have swept this machine's unit states (they
+carry no TTL), so the publisher writes them all again.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ class DuplicateMachineError(FleetError):
 class Heart:
     def __init__(self, *, registry: Registry, machine: Callable[[], MachineState], ttl: int,
                  takeover: bool = False, reclaim: bool = False, state_every: float = 60.0,
+                 on_register: Callable[[], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         """``machine`` gives the current machine state (re-read every ``state_every`` s). ``takeover``: the
         caller holds this machine's local agent lock, so a registration with the same ID and public IP is a
         previous incarnation of this agent (killed within the TTL) and may be overwritten. ``reclaim``: this
-        process registered it itself (a rebuild after SIGHUP): overwrite whatever is there."""
+        process registered it itself (a rebuild after SIGHUP): overwrite whatever is there. ``on_register``: called
+        after a beat found the object expired and registered it again."""
         self.registry = registry
         self.machine_source = machine
         self.machine = machine()
@@ -40,6 +44,8 @@ class Heart:
         self.state_every = state_every
         self.clock = clock
         self._state_at = clock()
+        self.on_register = on_register
+        self.created = False  # register() created the object (no live registration was there to take over)
         self._failing = ""
         self.beats = 0
 
@@ -52,6 +58,7 @@ class Heart:
         for _ in range(3):
             try:
                 self.registry.create_machine_state(self.machine, self.ttl)
+                self.created = True
                 log.info("registered machine %s (public IP %s)", self.machine.id, self.machine.public_ip or "-")
                 return
             except CASConflict:
@@ -78,7 +85,8 @@ class Heart:
                 log.info("machine state changed (public IP %s, metadata %s): republishing",
                          current.public_ip, dict(current.metadata))
                 self.machine = current
-                self.registry.set_machine_state(current, self.ttl)
+                if self.registry.set_machine_state(current, self.ttl):
+                    self._registered_again()
                 self.beats += 1
                 return
         try:
@@ -86,7 +94,12 @@ class Heart:
         except NotFound:
             log.warning("machine object of %s had expired: registering again", self.machine.id)
             self.registry.set_machine_state(self.machine, self.ttl)
+            self._registered_again()
         self.beats += 1
+
+    def _registered_again(self) -> None:
+        if self.on_register is not None:
+            self.on_register()
 
     def run(self, stop: threading.Event) -> None:
         """Beat every ttl/2; after a failure, retry every ttl/12 (fleet's monitor), logging once per outage."""

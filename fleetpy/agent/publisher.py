@@ -1,9 +1,13 @@
 """``StatePublisher``: publishes what systemd says about this machine's units to ``states/<unit>/<machine>``.
 
 I/O component (systemd reads, registry writes through a ``KeyedWriter``). One ``ListUnitsByNames`` call per poll
-for all owned units (every 0.5 s, every 50 ms for a while after the agent acted); a state is written only when it
-changed, and its TTL is refreshed (not rewritten: no watch fires) before agent_ttl runs out. The ``job-state``
-heartbeat of launched units is kept the same way. A unit that is no longer owned loses its state.
+for all owned units (every 0.5 s, every 50 ms for a while after the agent acted). States, their legacy copies and
+the ``job-state`` heartbeats of launched units are written WITHOUT a TTL and only when they change, so an idle
+agent makes no request for them however many units it runs (fleet refreshed each one's TTL). Who removes them
+when the machine dies: the leading engine (``engine/sweep.py``), once the machine's key has expired. A unit that is
+no longer owned loses its state. When the machine had to register again (its key expired: its states may have
+been swept) everything is written again (``republish``); ``verify`` repairs heartbeats from the agent's cache of
+the job tree, which costs no request.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from fleetpy.agent.writer import KeyedWriter
-from fleetpy.errors import FleetError, NotFound
+from fleetpy.errors import FleetError
 from fleetpy.loop import Trigger
 from fleetpy.model.records import UnitState
 from fleetpy.registry import codec
@@ -24,25 +28,21 @@ from fleetpy.systemd.base import SystemdState, UnitManager
 log = logging.getLogger("fleetpy.agent.publisher")
 
 Fingerprint = tuple[str, str, str, str]  # load, active, sub, hash
-
-
-def refresh_period(ttl: int) -> float:
-    """How often TTLs are refreshed: at 4/5 of the TTL like fleet (3/5 for short TTLs, where the writer's
-    latency is a larger share of the margin)."""
-    return max(0.5, ttl * (0.8 if ttl >= 10 else 0.6))
+_UNKNOWN: Fingerprint = ("", "", "", "")  # an adopted state that must be written again whatever it holds
+VERIFY_GRACE = 5.0  # a heartbeat written or cleared this recently may not be in the job cache yet
 
 
 class StatePublisher:
-    def __init__(self, *, registry: Registry, manager: UnitManager, machine_id: str, ttl: int,
+    def __init__(self, *, registry: Registry, manager: UnitManager, machine_id: str,
                  poll_interval: float = 0.5, burst_interval: float = 0.05, burst: float = 3.0, workers: int = 8,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 verify_grace: float = VERIFY_GRACE, clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = registry
         self.manager = manager
         self.machine_id = machine_id
-        self.ttl = ttl
         self.poll_interval = poll_interval
         self.burst_interval = burst_interval
         self.burst = burst
+        self.verify_grace = verify_grace
         self.clock = clock
         self.trigger = Trigger()
         self.writer = KeyedWriter(workers=workers, name="publisher")
@@ -51,9 +51,9 @@ class StatePublisher:
         self._launched: set[str] = set()
         self._tracked = threading.Event()  # no poll before the agent said what it owns
         self._sent: dict[str, Fingerprint] = {}  # last state handed to the writer
-        self._published: set[str] = set()  # states known to be in the registry (to refresh)
+        self._published: set[str] = set()  # states known to be in the registry (removed by purge)
+        self._beat_at: dict[str, float] = {}  # when a heartbeat write or clear was last handed to the writer
         self._burst_until = 0.0
-        self._next_refresh = clock() + refresh_period(ttl)
         self._poll_failing = ""
         self.polls = 0
 
@@ -71,26 +71,74 @@ class StatePublisher:
         self.trigger.fire()
 
     def heartbeat(self, name: str, *, fresh: bool = True) -> None:
-        """Say ``name`` is launched here (``job-state``): written now, or (``fresh=False``) refreshed if present."""
+        """Say ``name`` is launched here (``job-state``): written now, or (``fresh=False``: an adopted unit) only
+        if ``verify`` finds the registry does not say so already."""
         with self._lock:
             self._launched.add(name)
-        self.writer.submit(f"hb:{name}", self._beat_op(name, fresh=fresh))
+            if not fresh:
+                return
+            self._beat_at[name] = self.clock()
+        self.writer.submit(f"hb:{name}", self._beat_op(name))
 
     def clear_heartbeat(self, name: str) -> None:
         with self._lock:
             self._launched.discard(name)
+            self._beat_at[name] = self.clock()
         self.writer.submit(f"hb:{name}", self._clear_op(name))
 
-    def adopt(self) -> None:
+    def adopt(self, *, rewrite: bool = False) -> None:
         """At start: take over this machine's states still in the registry, so unchanged ones are not rewritten
-        (and ones for units no longer here are removed by the first poll)."""
+        and ones for units no longer here are removed by the first poll. ``rewrite``: the machine had to be
+        registered anew (its key had expired, so the engine may be sweeping them): write every one again."""
         for state in self.registry.unit_states(machine_id=self.machine_id):
             with self._lock:
-                self._sent[state.name] = (state.load_state, state.active_state, state.sub_state, state.unit_hash)
+                self._sent[state.name] = _UNKNOWN if rewrite else (state.load_state, state.active_state,
+                                                                   state.sub_state, state.unit_hash)
                 self._published.add(state.name)
-        # their TTLs were last refreshed by the previous run, up to a refresh period ago: refresh them at once, or
-        # they expire (and list-units loses the running units) until our own first refresh
-        self._next_refresh = self.clock()
+
+    def republish(self) -> None:
+        """The machine registered again after its key expired: the engine may have swept this machine's states
+        and heartbeats. Write every one again (the next poll rewrites the states, heartbeats go now)."""
+        with self._lock:
+            for name in self._sent:
+                self._sent[name] = _UNKNOWN
+            launched = sorted(self._launched)
+            now = self.clock()
+            for name in launched:
+                self._beat_at[name] = now
+        log.info("republishing the states of %d units and %d heartbeats", len(self._sent), len(launched))
+        for name in launched:
+            self.writer.submit(f"hb:{name}", self._beat_op(name))
+        self.kick()
+
+    def verify(self, jobs: Mapping[str, tuple[str | None, str | None]]) -> None:
+        """Repair heartbeats from the agent's cached job tree (``unit -> (target, job-state)`` of every existing
+        job): a launched unit scheduled here whose ``job-state`` does not name this machine gets it written, a
+        ``job-state`` naming this machine for a unit not launched here is cleared. Global units (no target) are
+        only cleared, never rewritten: every machine running one writes it at start, the last one wins, as in
+        fleet. No request unless something is wrong."""
+        me = self.machine_id
+        now = self.clock()
+        beat: list[str] = []
+        clear: list[str] = []
+        with self._lock:
+            for name, (target, value) in jobs.items():
+                if now - self._beat_at.get(name, float("-inf")) < self.verify_grace:
+                    continue
+                if name in self._launched and value != me and target == me:
+                    beat.append(name)
+                elif name not in self._launched and value == me:
+                    clear.append(name)
+            for name in beat + clear:
+                self._beat_at[name] = now
+            if len(self._beat_at) > 2 * len(jobs) + 64:
+                self._beat_at = {n: t for n, t in self._beat_at.items() if n in jobs}
+        for name in beat:
+            log.info("heartbeat of %s missing from the registry: writing it", name)
+            self.writer.submit(f"hb:{name}", self._beat_op(name))
+        for name in clear:
+            log.info("heartbeat of %s names this machine but it is not launched here: clearing it", name)
+            self.writer.submit(f"hb:{name}", self._clear_op(name))
 
     # -- work ---------------------------------------------------------------------------------------------
     def poll(self) -> None:
@@ -126,21 +174,6 @@ class StatePublisher:
             log.debug("poll of %d units: %d changed, %d gone (%.1f ms)", len(owned), len(changed), len(gone),
                       (time.monotonic() - started) * 1000)
 
-    def refresh(self) -> None:
-        """Reset the TTL of every published state and heartbeat (recreating any that expired)."""
-        with self._lock:
-            published = sorted(self._published)
-            launched = sorted(self._launched)
-            sent = dict(self._sent)
-        for name in published:
-            fingerprint = sent.get(name)
-            if fingerprint is not None:
-                load, active, sub, unit_hash = fingerprint
-                state = self._state(name, SystemdState(load, active, sub), unit_hash)
-                self.writer.submit(f"st:{name}", self._refresh_op(state))
-        for name in launched:
-            self.writer.submit(f"hb:{name}", self._beat_op(name, fresh=False))
-
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
@@ -153,9 +186,6 @@ class StatePublisher:
                     log.warning("systemd state polling failed: %s", err)
                 self._poll_failing = str(err)
             now = self.clock()
-            if now >= self._next_refresh:
-                self.refresh()
-                self._next_refresh = now + refresh_period(self.ttl)
             with self._lock:
                 interval = self.burst_interval if now < self._burst_until else self.poll_interval
             self.trigger.wait(interval)
@@ -168,6 +198,7 @@ class StatePublisher:
             self._owned.clear()
             self._sent.clear()
         for name in names:
+            self.writer.submit(f"legacy:{name}", lambda: None)
             self.writer.submit(f"st:{name}", self._remove_op(name))
         for name in launched:
             self.writer.submit(f"hb:{name}", self._clear_op(name))
@@ -187,26 +218,17 @@ class StatePublisher:
         registry = self.registry
 
         def op() -> None:
-            registry.store.set(registry.keys.state(state.name, state.machine_id), codec.encode_unit_state(state),
-                               ttl=self.ttl)
+            registry.store.set(registry.keys.state(state.name, state.machine_id), codec.encode_unit_state(state))
             with self._lock:
                 self._published.add(state.name)
         return op
 
     def _legacy_op(self, state: UnitState) -> Callable[[], None]:
-        """fleet's legacy ``state/<unit>`` (readers ignore it): written on change, left to expire otherwise."""
+        """fleet's legacy ``state/<unit>`` (readers ignore it): written on change, no TTL."""
         registry = self.registry
 
         def op() -> None:
-            registry.store.set(registry.keys.legacy_state(state.name), codec.encode_unit_state(state), ttl=self.ttl)
-        return op
-
-    def _refresh_op(self, state: UnitState) -> Callable[[], None]:
-        def op() -> None:
-            try:
-                self.registry.refresh_unit_state(state.name, self.machine_id, self.ttl)
-            except NotFound:
-                self.registry.save_unit_state(state, self.ttl)
+            registry.store.set(registry.keys.legacy_state(state.name), codec.encode_unit_state(state))
         return op
 
     def _remove_op(self, name: str) -> Callable[[], None]:
@@ -217,17 +239,7 @@ class StatePublisher:
         return op
 
     def _clear_op(self, name: str) -> Callable[[], None]:
-        return lambda: self.registry.clear_unit_heartbeat(name)
+        return lambda: self.registry.clear_unit_heartbeat(name, self.machine_id)
 
-    def _beat_op(self, name: str, *, fresh: bool) -> Callable[[], None]:
-        registry, machine_id, ttl = self.registry, self.machine_id, self.ttl
-
-        def op() -> None:
-            if not fresh:
-                try:
-                    registry.store.refresh(registry.keys.job_state(name), ttl)
-                    return
-                except NotFound:
-                    pass
-            registry.unit_heartbeat(name, machine_id, ttl)
-        return op
+    def _beat_op(self, name: str) -> Callable[[], None]:
+        return lambda: self.registry.unit_heartbeat(name, self.machine_id)

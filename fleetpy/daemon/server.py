@@ -127,7 +127,7 @@ class Server:
         if not self.register(stop):
             return 0
         try:
-            self.publisher.adopt()
+            self.publisher.adopt(rewrite=self.heart.created)
         except FleetError as err:
             log.warning("could not read this machine's previous unit states: %s", err)
         halt = threading.Event()  # the loops
@@ -167,13 +167,14 @@ class Server:
             self.publisher.close()
             return
         if self.config.shutdown_keep_units:
-            log.info("shutting down, keeping units running (shutdown_keep_units): states and the machine "
-                     "expire within %d s unless fleetpyd comes back", ttl)
+            log.info("shutting down, keeping units running (shutdown_keep_units): the machine expires within %d s "
+                     "unless fleetpyd comes back, and the engine then removes its states", ttl)
             self.publisher.close()
             return
         self.agent.purge()
         if not self.publisher.purge(timeout=10.0):
-            log.warning("could not remove every unit state: the rest expire within %d s", ttl)
+            log.warning("could not remove every unit state: the engine removes the rest once the machine "
+                        "expires (within %d s)", ttl)
         self.publisher.close(timeout=1.0)
         try:
             self.heart.leave()
@@ -230,7 +231,8 @@ def build(config: Config, *, store: KVStore | None = None, manager: UnitManager 
         ttl = config.ttl_seconds
         heart = Heart(registry=registry, machine=machine_source(config, machine_id), ttl=ttl,
                       takeover=lock_fd is not None, reclaim=reclaim)
-        publisher = StatePublisher(registry=registry, manager=manager, machine_id=machine_id, ttl=ttl)
+        publisher = StatePublisher(registry=registry, manager=manager, machine_id=machine_id)
+        heart.on_register = publisher.republish
         jobs = TreeCache(store, registry.keys.tree(Tree.JOB))
         machine_tree = TreeCache(store, registry.keys.machine_dir(machine_id))
         agent = Agent(registry=registry, manager=manager, publisher=publisher, machine=lambda: heart.machine,

@@ -19,6 +19,7 @@ from fleetpy.engine.cluster import ClusterState, UnitSpec
 from fleetpy.engine.damper import LossDamper
 from fleetpy.engine.lease import Leadership
 from fleetpy.engine.plan import Plan, Task, TaskKind, plan
+from fleetpy.engine.sweep import Sweeper
 from fleetpy.errors import CASConflict, RegistryError
 from fleetpy.loop import Trigger, run_periodic
 from fleetpy.model.job import Requirements
@@ -107,6 +108,7 @@ class Engine:
         self.reason_resync = reason_resync
         self.trigger = Trigger()
         self.damper = LossDamper(15 * reconcile_interval if mass_loss_hold is None else mass_loss_hold)
+        self.sweeper = Sweeper(registry)  # removes the TTL-less states of machines that are gone
         self._follower: _Follower | None = None
         self._watching = False  # run() follows the watch stream; reconcile_once() alone re-reads each call
         self._overlay: dict[str, tuple[str | None, float]] = {}  # our target writes the cache has not shown yet
@@ -146,6 +148,7 @@ class Engine:
         self._overlay.clear()
         self._reasons = None
         self.damper.reset()
+        self.sweeper.new_term()
 
     # -- one pass -------------------------------------------------------------------------------------------
     def reconcile_once(self) -> list[Task]:
@@ -188,7 +191,9 @@ class Engine:
                                reason="run" if len(done) == len(result.tasks) else "schedule_failure")
         if len(done) == len(result.tasks):
             self.write_reasons(result, now)
-        quiet = not result.tasks and not cluster.held and not self._overlay and not self._missing_bodies
+        self.sweeper.sweep(machines=follower.machines.nodes(), held=cluster.held, jobs=follower.jobs.nodes())
+        quiet = (not result.tasks and not cluster.held and not self._overlay and not self._missing_bodies
+                 and not self.sweeper.due)
         self._settled = inputs if quiet and self._watching else None
         return done
 

@@ -17,6 +17,7 @@ class Tree(enum.StrEnum):
     JOB = "job"
     UNIT = "unit"
     STATES = "states"
+    LEGACY_STATE = "state"  # fleet's legacy state/<unit> copies (nobody reads them; the engine sweeps them)
     MACHINES = "machines"
     LEASE = "lease"
     ENGINE = "engine"

@@ -96,6 +96,15 @@ def decode_machines(keys: Keys, nodes: Iterable[Node]) -> dict[str, MachineState
     return out
 
 
+def legacy_state_machine(raw: str) -> str:
+    """The ``machineState.ID`` of a legacy ``state/<unit>`` value ("" when unreadable or absent)."""
+    try:
+        state = codec.decode_unit_state("", "", raw)
+    except RegistryError:
+        return ""
+    return state.machine.id if state.machine is not None else ""
+
+
 def current_state(job: JobRecord, states: dict[tuple[str, str], UnitState]) -> JobState:
     """fleet's determineJobState: inactive without a target or a state there; launched if job-state == target."""
     if job.target is None or (job.name, job.target) not in states:
@@ -320,13 +329,16 @@ class Registry:
         self.store.set(self.keys.machine_object(machine.id), codec.encode_machine(machine), ttl=ttl,
                        prev_exist=False)
 
-    def set_machine_state(self, machine: MachineState, ttl: int) -> None:
+    def set_machine_state(self, machine: MachineState, ttl: int) -> bool:
+        """Write the machine object; True when it had to be created (it had expired or was never there)."""
         try:
             self.store.set(self.keys.machine_object(machine.id), codec.encode_machine(machine), ttl=ttl,
                            prev_exist=True)
         except NotFound:
             self.store.set(self.keys.machine_object(machine.id), codec.encode_machine(machine), ttl=ttl,
                            prev_exist=False)
+            return True
+        return False
 
     def refresh_machine_state(self, machine_id: str, ttl: int) -> None:
         self.store.refresh(self.keys.machine_object(machine_id), ttl)
@@ -341,7 +353,8 @@ class Registry:
         """Dynamic metadata (the API's PATCH); ``""`` is a tombstone that deletes the key."""
         self.store.set(self.keys.machine_metadata(machine_id, key), value)
 
-    def save_unit_state(self, state: UnitState, ttl: int) -> None:
+    def save_unit_state(self, state: UnitState, ttl: int | None = None) -> None:
+        """``states/<unit>/<machine>`` then the legacy ``state/<unit>``; fleetpyd writes them without a TTL."""
         if not state.unit_hash or not state.machine_id:
             return
         raw = codec.encode_unit_state(state)
@@ -352,19 +365,28 @@ class Registry:
         self.store.refresh(self.keys.state(name, machine_id), ttl)
 
     def remove_unit_state(self, name: str, machine_id: str) -> None:
-        for key in (self.keys.state(name, machine_id), self.keys.legacy_state(name)):
-            try:
-                self.store.delete(key)
-            except NotFound:
-                pass
+        """Delete ``states/<unit>/<machine>``, and the legacy ``state/<unit>`` only while it is this machine's
+        (compare-and-delete: another machine may have written it since; without TTLs nothing would restore it)."""
+        try:
+            self.store.delete(self.keys.state(name, machine_id))
+        except NotFound:
+            pass
+        node = self.store.get(self.keys.legacy_state(name))
+        if node is None or node.value is None or legacy_state_machine(node.value) != machine_id:
+            return
+        try:
+            self.store.delete(node.key, prev_index=node.modified_index)
+        except (NotFound, CASConflict):
+            pass
 
-    def unit_heartbeat(self, name: str, machine_id: str, ttl: int) -> None:
+    def unit_heartbeat(self, name: str, machine_id: str, ttl: int | None = None) -> None:
         self.store.set(self.keys.job_state(name), machine_id, ttl=ttl)
 
-    def clear_unit_heartbeat(self, name: str) -> None:
+    def clear_unit_heartbeat(self, name: str, machine_id: str | None = None) -> None:
+        """Delete ``job/<unit>/job-state``; with ``machine_id``, only while it names that machine."""
         try:
-            self.store.delete(self.keys.job_state(name))
-        except NotFound:
+            self.store.delete(self.keys.job_state(name), prev_value=machine_id)
+        except (NotFound, CASConflict):
             pass
 
     # -- watching ---------------------------------------------------------------------------------------

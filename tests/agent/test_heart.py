@@ -68,6 +68,24 @@ def test_beat_refreshes_and_recreates_after_expiry() -> None:
     assert registry.machine(ME) is not None
 
 
+def test_registering_again_after_expiry_calls_on_register() -> None:
+    clock = FakeClock()
+    registry = Registry(MemoryStore(clock=clock), "/fleet-test/")
+    calls: list[str] = []
+    h = heart(registry, on_register=lambda: calls.append("again"), clock=clock)
+    h.register()
+    assert h.created and calls == []  # the first registration: the publisher adopts instead
+    clock.advance(20)
+    h.beat()
+    assert calls == []  # a refresh
+    clock.advance(31)
+    h.beat()
+    assert calls == ["again"]
+    again = heart(registry, takeover=True)
+    again.register()
+    assert not again.created  # took the live registration over: the publisher may trust what it finds
+
+
 def test_changed_machine_state_is_rewritten() -> None:
     clock = FakeClock()
     registry = Registry(MemoryStore(clock=clock), "/fleet-test/")

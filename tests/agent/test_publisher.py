@@ -1,4 +1,5 @@
-"""StatePublisher: TTL refresh that recreates what expired, removal of units no longer here, fleet's JSON."""
+"""StatePublisher: states and heartbeats without TTL written on change only, republished after the machine
+re-registered, heartbeats repaired from the job cache, removal of units no longer here, fleet's JSON."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from fleetpy.agent.publisher import StatePublisher, refresh_period
+from fleetpy.agent.publisher import StatePublisher
+from fleetpy.model.records import UnitState
+from fleetpy.registry.keys import Tree
 from fleetpy.registry.memory import MemoryStore
 from fleetpy.registry.registry import Registry
 from fleetpy.systemd.fake import FakeUnitManager
@@ -19,7 +22,7 @@ def world() -> Iterator[tuple[StatePublisher, Registry, FakeUnitManager, FakeClo
     clock = FakeClock()
     registry = Registry(MemoryStore(clock=clock), "/p/")
     fake = FakeUnitManager()
-    publisher = StatePublisher(registry=registry, manager=fake, machine_id=ME, ttl=30, clock=clock)
+    publisher = StatePublisher(registry=registry, manager=fake, machine_id=ME, clock=clock)
     yield publisher, registry, fake, clock
     publisher.close(timeout=1)
 
@@ -43,32 +46,107 @@ def test_state_json_is_fleets(world: tuple) -> None:
     publisher.track(fake.units(), ["a.service"])
     run(publisher)
     node = registry.store.get(registry.keys.state("a.service", ME))
-    assert node is not None and node.ttl == 30
+    assert node is not None and node.ttl is None  # no TTL: the engine sweeps the states of a dead machine
     assert node.value == ('{"loadState":"loaded","activeState":"active","subState":"running","machineState":'
                           '{"ID":"' + ME + '","PublicIP":"","Metadata":null,"Capabilities":null,"Version":""},'
                           '"unitHash":"' + unit_file().hash + '"}')
     legacy = registry.store.get(registry.keys.legacy_state("a.service"))
-    assert legacy is not None and legacy.value == node.value
+    assert legacy is not None and legacy.value == node.value and legacy.ttl is None
 
 
-def test_refresh_recreates_expired_states_and_heartbeats(world: tuple) -> None:
+def test_idle_publisher_writes_nothing_and_keys_never_expire(world: tuple) -> None:
     publisher, registry, fake, clock = world
     fake.load("a.service", unit_file())
     fake.reload()
     publisher.track(fake.units(), ["a.service"])
     publisher.heartbeat("a.service")
     run(publisher)
-    clock.advance(31)
-    assert registry.unit_states() == [] and registry.store.get(registry.keys.job_state("a.service")) is None
-    publisher.refresh()
-    assert publisher.writer.flush(5)
+    index = registry.store.current_index()
+    for _ in range(10):
+        clock.advance(60)
+        run(publisher)
+    assert registry.store.current_index() == index  # ten idle minutes: not one write
     assert [s.name for s in registry.unit_states()] == ["a.service"]
     assert registry.store.get(registry.keys.job_state("a.service")).value == ME  # type: ignore[union-attr]
-    clock.advance(20)
-    publisher.refresh()
-    assert publisher.writer.flush(5)
-    clock.advance(20)  # 40 s after the first write, 20 s after the refresh
+
+
+def test_republish_after_re_registration_writes_everything_again(world: tuple) -> None:
+    publisher, registry, fake, _ = world
+    fake.load("a.service", unit_file())
+    fake.load("b.service", unit_file())
+    fake.reload()
+    fake.start("a.service")
+    publisher.track(fake.units(), ["a.service"])
+    publisher.heartbeat("a.service")
+    run(publisher)
+    registry.store.delete(registry.keys.tree(Tree.STATES), recursive=True)  # swept while the machine was away
+    registry.store.delete(registry.keys.legacy_state("a.service"))
+    registry.store.delete(registry.keys.job_state("a.service"))
+    run(publisher)
+    assert registry.unit_states() == []  # unchanged states are not rewritten on their own
+    publisher.republish()
+    run(publisher)
+    assert [s.name for s in registry.unit_states()] == ["a.service", "b.service"]
+    assert registry.store.get(registry.keys.legacy_state("a.service")) is not None
+    assert registry.store.get(registry.keys.job_state("a.service")).value == ME  # type: ignore[union-attr]
+
+
+def test_adopt_with_rewrite_rewrites_kept_states_and_removes_stale_ones(world: tuple) -> None:
+    publisher, registry, fake, _ = world
+    fake.load("a.service", unit_file())
+    fake.reload()
+    for name in ("a.service", "gone.service"):
+        registry.save_unit_state(UnitState(name, ME, "loaded", "active", "running", unit_file().hash))
+    index = registry.store.get(registry.keys.state("a.service", ME)).modified_index  # type: ignore[union-attr]
+    publisher.adopt(rewrite=True)
+    publisher.track(fake.units(), [])
+    run(publisher)
     assert [s.name for s in registry.unit_states()] == ["a.service"]
+    node = registry.store.get(registry.keys.state("a.service", ME))
+    assert node is not None and node.modified_index > index
+
+
+def test_verify_repairs_heartbeats_from_the_job_cache(world: tuple) -> None:
+    publisher, registry, _, clock = world
+    publisher.track({}, [])
+    index = registry.store.current_index()
+    for name in ("a.service", "g.service"):
+        publisher.heartbeat(name, fresh=False)  # adopted: written only if the registry lacks it
+    publisher.verify({"a.service": (ME, ME), "b.service": (ME, None)})
+    assert publisher.writer.flush(5) and registry.store.current_index() == index
+    # a's heartbeat gone, b's left by a previous run, c's another machine's, g (global) last written by another
+    publisher.verify({"a.service": (ME, None), "b.service": (ME, ME), "c.service": ("other", "other"),
+                      "g.service": (None, "other")})
+    assert publisher.writer.flush(5)
+    assert registry.store.get(registry.keys.job_state("a.service")).value == ME  # type: ignore[union-attr]
+    assert registry.store.get(registry.keys.job_state("g.service")) is None  # never fought over
+    registry.unit_heartbeat("b.service", ME)
+    publisher.verify({"a.service": (ME, ME), "b.service": (ME, ME)})  # within the grace of the last look
+    assert publisher.writer.flush(5)
+    assert registry.store.get(registry.keys.job_state("b.service")) is not None
+    clock.advance(6)
+    publisher.verify({"a.service": (ME, ME), "b.service": (ME, ME)})
+    assert publisher.writer.flush(5)
+    assert registry.store.get(registry.keys.job_state("b.service")) is None
+
+
+def test_clearing_never_deletes_another_machines_heartbeat_or_legacy_state(world: tuple) -> None:
+    publisher, registry, fake, _ = world
+    fake.load("a.service", unit_file())
+    fake.reload()
+    publisher.track(fake.units(), ["a.service"])
+    publisher.heartbeat("a.service")
+    run(publisher)
+    other = UnitState("a.service", "other", "loaded", "active", "running", unit_file().hash)
+    registry.save_unit_state(other)  # the unit moved: the other machine wrote the shared keys since
+    registry.unit_heartbeat("a.service", "other")
+    publisher.clear_heartbeat("a.service")
+    fake.unload("a.service")
+    publisher.track(fake.units(), [])
+    run(publisher)
+    assert registry.store.get(registry.keys.job_state("a.service")).value == "other"  # type: ignore[union-attr]
+    assert [(s.name, s.machine_id) for s in registry.unit_states()] == [("a.service", "other")]
+    assert registry.store.get(registry.keys.legacy_state("a.service")) is not None
 
 
 def test_units_no_longer_owned_lose_their_state(world: tuple) -> None:
@@ -95,8 +173,3 @@ def test_purge_removes_states_and_heartbeats(world: tuple) -> None:
     run(publisher)
     assert publisher.purge(5)
     assert registry.unit_states() == [] and registry.store.get(registry.keys.job_state("a.service")) is None
-
-
-@pytest.mark.parametrize(("ttl", "period"), [(30, 24.0), (10, 8.0), (5, 3.0), (1, 0.6)])
-def test_refresh_period_leaves_a_margin(ttl: int, period: float) -> None:
-    assert refresh_period(ttl) == pytest.approx(period)

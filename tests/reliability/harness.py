@@ -121,7 +121,7 @@ class Fleet:
 
     def job_tree(self) -> dict[str, str]:
         """Every key and value under ``job/`` and ``unit/`` (the unit bodies) except the ``job-state`` heartbeats
-        (they carry TTLs): what the users wrote and the engine decided, which no fault may lose."""
+        (agents set and clear them): what the users wrote and the engine decided, which no fault may lose."""
         nodes = [*self.registry.listing(Tree.JOB).nodes, *self.registry.listing(Tree.UNIT).nodes]
         return {n.key: n.value or "" for n in nodes if not n.key.endswith("/job-state")}
 

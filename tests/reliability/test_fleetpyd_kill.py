@@ -86,7 +86,7 @@ def test_agent_killed_and_restarted_within_its_ttl_changes_nothing(lab_factory: 
             restarted = time.monotonic()
             lab.start_agent(victim)
             back = wait_for("the agent running again", lambda: "running as machine" in _last_run(fleet, victim))
-            # its states were last refreshed by the killed run: the new one refreshes them at once
+            # its states (no TTL) stayed; the new run takes them over and rewrites only what changed
             states = wait_for("every state back", lambda: fleet.placement() == before, timeout=10,
                               explain=lambda: fleet.diagnose(UNITS))
             states += back
