@@ -92,7 +92,10 @@ class Engine:
     def __init__(self, registry: Registry, machine_id: str, *, reconcile_interval: float = 2.0,
                  clock: Callable[[], float] = time.monotonic, version: int = ENGINE_VERSION,
                  disable_engine: bool = False, watch_timeout: float = 10.0, min_gap: float = 0.0,
-                 mass_loss_hold: float | None = None, reason_resync: float = 60.0) -> None:
+                 mass_loss_hold: float | None = None, reason_resync: float = 60.0, agent_ttl: float = 30.0) -> None:
+        """``agent_ttl``: the machines' TTL (this daemon's own, as fleet assumes one for the cluster); an etcd
+        outage of half of it or more can expire a healthy agent, so only such an outage makes the damper hold
+        machines found missing afterwards (``LossDamper``)."""
         self.registry = registry
         self.machine_id = machine_id
         self.metrics: PassMetrics = NULL
@@ -106,7 +109,8 @@ class Engine:
         self.min_gap = min_gap
         self.reason_resync = reason_resync
         self.trigger = Trigger()
-        self.damper = LossDamper(15 * reconcile_interval if mass_loss_hold is None else mass_loss_hold)
+        self.damper = LossDamper(15 * reconcile_interval if mass_loss_hold is None else mass_loss_hold,
+                                 outage=agent_ttl / 2)
         self._follower: _Follower | None = None
         self._watching = False  # run() follows the watch stream; reconcile_once() alone re-reads each call
         self._overlay: dict[str, tuple[str | None, float]] = {}  # our target writes the cache has not shown yet
@@ -150,11 +154,18 @@ class Engine:
     # -- one pass -------------------------------------------------------------------------------------------
     def reconcile_once(self) -> list[Task]:
         """One pass if this engine leads; returns the tasks written. Without ``run()``, re-reads the trees."""
+        asked = self.clock()
         try:
             leading = self.leadership.check()
         except RegistryError:
-            self.damper.trouble(self.clock())  # machines found missing after this are presumed etcd's victims
+            if not self.damper.failing:
+                self.trigger.fire()  # retry at once: a lone timeout then ends its streak well short of an outage
+            self.damper.failed(asked)
             raise
+        outage = self.damper.succeeded(self.clock())
+        if outage is not None:
+            log.warning("engine: etcd was unreachable for %.1fs: machines found missing now are held for up to "
+                        "%.0fs while their agents re-register", outage, self.damper.hold)
         if leading != self._was_leading:
             self.metrics.leader(leading)
             self._was_leading = leading
@@ -210,8 +221,8 @@ class Engine:
         referenced = {s.target for s in specs if s.target is not None and not s.is_global}
         held = self.damper.observe(now, present=set(machines), referenced=referenced)
         if held and held != self._held:
-            log.warning("engine: %d of %d machines missing at once or right after etcd trouble; holding their units "
-                        "for up to %.0fs (etcd trouble expires every TTL together)", len(held),
+            log.warning("engine: %d of %d machines missing at once or right after an etcd outage; holding their "
+                        "units for up to %.0fs (etcd trouble expires every TTL together)", len(held),
                         len(held) + len(machines), self.damper.hold)
         self._held = held
         return ClusterState.of(specs, machines.values(), held=held)

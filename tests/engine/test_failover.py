@@ -1,0 +1,94 @@
+"""How fast a lost machine's units move, as behaviour (the timings themselves live in bench/): a lone failed
+request does not hold a lost machine, an etcd outage does."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleetpy.engine.engine import Engine
+from fleetpy.errors import RegistryUnavailable
+from fleetpy.model.records import MachineState
+from fleetpy.registry.registry import Registry
+from fleetpy.testing import FakeClock, MemoryStore
+from tests.engine.builders import A, B, C
+from tests.engine.test_engine import submit, targets
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def registry(clock: FakeClock) -> Registry:
+    reg = Registry(MemoryStore(clock=clock), "/test/")
+    for mid in (A, B, C):
+        reg.create_machine_state(MachineState(mid), ttl=600)
+    return reg
+
+
+class Flaky:
+    """Makes the engine's leadership check fail (etcd unreachable) while ``down``."""
+
+    def __init__(self, registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.down = False
+        real = registry.ensure_engine_version
+
+        def check(*args: object, **kw: object) -> bool:
+            if self.down:
+                raise RegistryUnavailable("etcd cluster is unavailable")
+            return real(*args, **kw)  # type: ignore[arg-type]
+        monkeypatch.setattr(registry, "ensure_engine_version", check)
+
+
+def placed(registry: Registry, engine: Engine) -> dict[str, str | None]:
+    for i in range(6):
+        submit(registry, f"u{i}.service")
+    engine.reconcile_once()
+    before = targets(registry)
+    assert C in before.values()
+    return before
+
+
+def test_a_lone_failed_request_does_not_hold_a_lost_machine(registry: Registry, clock: FakeClock,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = Engine(registry, A, clock=clock, agent_ttl=3)
+    before = placed(registry, engine)
+    flaky = Flaky(registry, monkeypatch)
+    flaky.down = True
+    clock.advance(1.0)  # one request timing out (etcd_request_timeout)
+    with pytest.raises(RegistryUnavailable):
+        engine.reconcile_once()
+    assert engine.trigger.wait(0)  # retried at once, not a tick later
+    flaky.down = False
+    clock.advance(0.1)
+    engine.reconcile_once()
+    registry.remove_machine_state(C)  # a genuine loss right after: its units move at once
+    engine.reconcile_once()
+    after = targets(registry)
+    assert C not in after.values()
+    assert {n for n in after if after[n] != before[n]} == {n for n, m in before.items() if m == C}
+
+
+def test_machines_missing_after_an_outage_are_held(registry: Registry, clock: FakeClock,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """etcd down for longer than half the agents' TTL: their machines may have expired; the ones found missing
+    afterwards keep their units while they re-register (fleet #1289), and move only after the hold."""
+    engine = Engine(registry, A, clock=clock, agent_ttl=3, mass_loss_hold=30)
+    before = placed(registry, engine)
+    flaky = Flaky(registry, monkeypatch)
+    flaky.down = True
+    for retried_at_once in (True, False, False):  # only a streak's first failure is retried at once
+        clock.advance(1.0)
+        with pytest.raises(RegistryUnavailable):
+            engine.reconcile_once()
+        assert engine.trigger.wait(0) is retried_at_once
+    registry.remove_machine_state(C)  # C's agent has not re-registered yet
+    flaky.down = False
+    clock.advance(1.0)
+    assert engine.reconcile_once() == []
+    assert targets(registry) == before
+    for _ in range(16):  # ticks past the hold (the lease renewed as the loop would)
+        clock.advance(2.0)
+        engine.reconcile_once()
+    assert C not in targets(registry).values()
