@@ -4,7 +4,8 @@ I/O edge of the engine. Each pass: re-check leadership (``lease.Leadership``); t
 maintained copies of the ``job/`` and ``machines/`` trees (``TreeCache``, read once per leadership term and then
 kept current from the watch stream, re-read only on IndexCleared or after an error); ``plan`` it (pure); write
 the schedule changes with CAS (``schedule_unit`` / ``unschedule_unit``), one log line per task; write or clear
-each unit's scheduling reason. Passes run on relevant watch events (coalesced) and on a periodic safety tick.
+each unit's scheduling reason. Passes run on relevant watch events (coalesced) and on a periodic safety tick;
+every engine also watches ``lease/`` so that a released or expired lease is taken over at once.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 
 from fleetpy.engine.cluster import ClusterState, UnitSpec
 from fleetpy.engine.damper import LossDamper
-from fleetpy.engine.lease import Leadership
+from fleetpy.engine.lease import Leadership, lease_watch
 from fleetpy.engine.plan import Plan, Task, TaskKind, plan
 from fleetpy.errors import CASConflict, RegistryError
 from fleetpy.loop import Trigger, run_periodic
@@ -80,10 +81,9 @@ class _Follower:
         self.machines.reload()
 
     def stop(self) -> None:
-        """Stop following; a watch blocked in a long poll ends on its own (daemon threads)."""
+        """Stop following; a watch blocked in a long poll ends on its own (daemon threads: not waited for, so
+        that a shutdown or a lost term is not delayed by a long poll)."""
         self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=0.5)
 
 
 class Engine:
@@ -130,13 +130,17 @@ class Engine:
         self._watching = True
         waker = threading.Thread(target=self._wake_on, args=(stop,), name="engine-stop", daemon=True)
         waker.start()  # run_periodic sleeps on the trigger: wake it so a stop lands at once, not a tick later
+        lease_done = threading.Event()
+        lease = lease_watch(self.registry, self.trigger.fire, watch_timeout=self.watch_timeout)
+        threading.Thread(target=lease.run, args=(lease_done,), name="engine-watch-lease", daemon=True).start()
         try:
             run_periodic(self.reconcile_once, interval=self.reconcile_interval, stop=stop, trigger=self.trigger,
                          name="engine", min_gap=self.min_gap)
         finally:
+            self.leadership.release()  # first: the others take over while this term's watches wind down
+            lease_done.set()
             self._end_term()
             self._watching = False
-            self.leadership.release()
 
     def _wake_on(self, stop: threading.Event) -> None:
         stop.wait()

@@ -1,7 +1,10 @@
 """How fast a lost machine's units move, as behaviour (the timings themselves live in bench/): a lone failed
-request does not hold a lost machine, an etcd outage does."""
+request does not hold a lost machine, an etcd outage does; a released or expired engine lease is taken over on
+its watch event, not at the next periodic tick."""
 
 from __future__ import annotations
+
+import threading
 
 import pytest
 
@@ -11,7 +14,7 @@ from fleetpy.model.records import MachineState
 from fleetpy.registry.registry import Registry
 from fleetpy.testing import FakeClock, MemoryStore
 from tests.engine.builders import A, B, C
-from tests.engine.test_engine import submit, targets
+from tests.engine.test_engine import submit, targets, wait
 
 
 @pytest.fixture
@@ -92,3 +95,49 @@ def test_machines_missing_after_an_outage_are_held(registry: Registry, clock: Fa
         clock.advance(2.0)
         engine.reconcile_once()
     assert C not in targets(registry).values()
+
+
+def run(engine: Engine) -> tuple[threading.Event, threading.Thread]:
+    stop = threading.Event()
+    thread = threading.Thread(target=engine.run, args=(stop,), daemon=True)
+    thread.start()
+    return stop, thread
+
+
+def test_a_released_lease_is_taken_over_at_once() -> None:
+    """With a 60 s tick (and a 300 s lease), the leader's clean stop hands over on the lease's delete event."""
+    registry = Registry(MemoryStore(), "/test/")
+    for mid in (A, B):
+        registry.create_machine_state(MachineState(mid), ttl=600)
+    first = Engine(registry, A, reconcile_interval=60.0, watch_timeout=0.2)
+    stop_a, thread_a = run(first)
+    wait(lambda: (lease := registry.lease()) is not None and lease.machine_id == A)
+    second = Engine(registry, B, reconcile_interval=60.0, watch_timeout=0.2)
+    stop_b, thread_b = run(second)
+    try:
+        wait(lambda: second.passes == 0 and second.leadership.lease is None and thread_b.is_alive())
+        stop_a.set()
+        wait(lambda: (lease := registry.lease()) is not None and lease.machine_id == B, timeout=10.0)
+        thread_a.join(timeout=5)
+        assert not thread_a.is_alive()
+    finally:
+        stop_a.set()
+        stop_b.set()
+        thread_b.join(timeout=5)
+
+
+def test_an_expired_lease_is_taken_over_on_its_expiry() -> None:
+    """A dead leader's lease expires: the next engine acts on the expire event, not at its next 60 s tick."""
+    clock = FakeClock()
+    registry = Registry(MemoryStore(clock=clock), "/test/")
+    registry.create_machine_state(MachineState(B), ttl=600)
+    assert registry.acquire_lease(A, 1, ttl=10) is not None  # A's engine, about to die
+    second = Engine(registry, B, reconcile_interval=60.0, watch_timeout=0.2)
+    stop, thread = run(second)
+    try:
+        wait(lambda: second.leadership.lease is None and thread.is_alive())
+        clock.advance(11)  # the store notices the expiry on its next request (the watch's)
+        wait(lambda: (lease := registry.lease()) is not None and lease.machine_id == B, timeout=10.0)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
