@@ -7,7 +7,7 @@ Completion is detected by polling the registry every 10 ms (what ``list-units`` 
 Failover runs on a cluster of its own whose engine lease TTL (5 x engine_reconcile_interval) is below agent_ttl,
 as with fleet's defaults (10 s lease, 30 s agent TTL): with the 3 s agent TTL used here and the default 2 s
 interval, a dead leader's 10 s lease, not the machine's TTL, would decide when its units move. Each failover
-figure notes whether the victim was the engine leader.
+figure notes whether the victim was the engine leader, and the load average.
 """
 
 from __future__ import annotations
@@ -186,11 +186,13 @@ def failover(c: Cluster, count: int, how: str) -> list[Figure]:
     wait_until(lambda: c.none_left(set(names)), 60, 0.1)
     ref = "3.5 s" if how == "poweroff" else "TTL + 1-3 s (27-31 s with TTL 30 s)"
     target = 1.0 if how == "poweroff" else TTL + 0.5
-    note = ("the victim led the engine" if led else "the victim did not lead") + ("" if ok else "; not all moved "
-                                                                                 "within 60 s")
+    load = os.getloadavg()[0]
+    note = f"the victim {'led' if led else 'did not lead'} the engine; load {load:.1f}"
+    if not ok:
+        note += "; not all moved within 60 s"
     return [Figure("cluster", f"node {how} -> its {len(moving)} units active elsewhere (agent_ttl {TTL}s)", "s",
                    [elapsed], reference=ref, target=f"< {target} s", target_value=target, note=note,
-                   extra={"victim_led": led})]
+                   extra={"victim_led": led, "load1": load})]
 
 
 def run(quick: bool) -> list[Figure]:
