@@ -112,6 +112,7 @@ class Engine:
         self.damper = LossDamper(15 * reconcile_interval if mass_loss_hold is None else mass_loss_hold,
                                  outage=agent_ttl / 2)
         self._follower: _Follower | None = None
+        self._lease_watch: TreeCache | None = None  # while run() runs
         self._watching = False  # run() follows the watch stream; reconcile_once() alone re-reads each call
         self._overlay: dict[str, tuple[str | None, float]] = {}  # our target writes the cache has not shown yet
         self._requirements: dict[tuple[str, str], Requirements] = {}  # (name, unit hash) -> parsed
@@ -131,7 +132,7 @@ class Engine:
         waker = threading.Thread(target=self._wake_on, args=(stop,), name="engine-stop", daemon=True)
         waker.start()  # run_periodic sleeps on the trigger: wake it so a stop lands at once, not a tick later
         lease_done = threading.Event()
-        lease = lease_watch(self.registry, self.trigger.fire, watch_timeout=self.watch_timeout)
+        lease = self._lease_watch = lease_watch(self.registry, self.trigger.fire, watch_timeout=self.watch_timeout)
         threading.Thread(target=lease.run, args=(lease_done,), name="engine-watch-lease", daemon=True).start()
         try:
             run_periodic(self.reconcile_once, interval=self.reconcile_interval, stop=stop, trigger=self.trigger,

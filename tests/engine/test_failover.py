@@ -98,9 +98,19 @@ def test_machines_missing_after_an_outage_are_held(registry: Registry, clock: Fa
 
 
 def run(engine: Engine) -> tuple[threading.Event, threading.Thread]:
+    """Start ``engine.run`` and return once it made its first check and follows ``lease/`` (so what happens next
+    is not simply found by its first pass)."""
+    checks: list[bool] = []
+    check = engine.leadership.check
+
+    def counted() -> bool:
+        checks.append(True)
+        return check()
+    engine.leadership.check = counted  # type: ignore[method-assign]
     stop = threading.Event()
     thread = threading.Thread(target=engine.run, args=(stop,), daemon=True)
     thread.start()
+    wait(lambda: bool(checks) and engine._lease_watch is not None and engine._lease_watch.loaded.is_set())
     return stop, thread
 
 
@@ -115,7 +125,7 @@ def test_a_released_lease_is_taken_over_at_once() -> None:
     second = Engine(registry, B, reconcile_interval=60.0, watch_timeout=0.2)
     stop_b, thread_b = run(second)
     try:
-        wait(lambda: second.passes == 0 and second.leadership.lease is None and thread_b.is_alive())
+        assert second.leadership.lease is None
         stop_a.set()
         wait(lambda: (lease := registry.lease()) is not None and lease.machine_id == B, timeout=10.0)
         thread_a.join(timeout=5)
@@ -135,7 +145,7 @@ def test_an_expired_lease_is_taken_over_on_its_expiry() -> None:
     second = Engine(registry, B, reconcile_interval=60.0, watch_timeout=0.2)
     stop, thread = run(second)
     try:
-        wait(lambda: second.leadership.lease is None and thread.is_alive())
+        assert second.leadership.lease is None
         clock.advance(11)  # the store notices the expiry on its next request (the watch's)
         wait(lambda: (lease := registry.lease()) is not None and lease.machine_id == B, timeout=10.0)
     finally:
