@@ -245,7 +245,7 @@ def build(config: Config, *, store: KVStore | None = None, manager: UnitManager 
         engine: Component | None = None
         if not config.disable_engine:
             from fleetpy.engine.engine import Engine  # built only when enabled (disable_engine=true skips it)
-            built = Engine(registry, machine_id, reconcile_interval=config.engine_reconcile_interval)
+            built = Engine(registry, machine_id, reconcile_interval=config.engine_reconcile_interval, agent_ttl=ttl)
             if metrics is not None:
                 built.metrics = metrics
             engine = built

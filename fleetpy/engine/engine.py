@@ -4,7 +4,8 @@ I/O edge of the engine. Each pass: re-check leadership (``lease.Leadership``); t
 maintained copies of the ``job/`` and ``machines/`` trees (``TreeCache``, read once per leadership term and then
 kept current from the watch stream, re-read only on IndexCleared or after an error); ``plan`` it (pure); write
 the schedule changes with CAS (``schedule_unit`` / ``unschedule_unit``), one log line per task; write or clear
-each unit's scheduling reason. Passes run on relevant watch events (coalesced) and on a periodic safety tick.
+each unit's scheduling reason. Passes run on relevant watch events (coalesced) and on a periodic safety tick;
+every engine also watches ``lease/`` so that a released or expired lease is taken over at once.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 
 from fleetpy.engine.cluster import ClusterState, UnitSpec
 from fleetpy.engine.damper import LossDamper
-from fleetpy.engine.lease import Leadership
+from fleetpy.engine.lease import Leadership, lease_watch
 from fleetpy.engine.plan import Plan, Task, TaskKind, plan
 from fleetpy.engine.sweep import Sweeper
 from fleetpy.errors import CASConflict, RegistryError
@@ -81,10 +82,9 @@ class _Follower:
         self.machines.reload()
 
     def stop(self) -> None:
-        """Stop following; a watch blocked in a long poll ends on its own (daemon threads)."""
+        """Stop following; a watch blocked in a long poll ends on its own (daemon threads: not waited for, so
+        that a shutdown or a lost term is not delayed by a long poll)."""
         self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=0.5)
 
 
 class Engine:
@@ -93,7 +93,10 @@ class Engine:
     def __init__(self, registry: Registry, machine_id: str, *, reconcile_interval: float = 2.0,
                  clock: Callable[[], float] = time.monotonic, version: int = ENGINE_VERSION,
                  disable_engine: bool = False, watch_timeout: float = 10.0, min_gap: float = 0.0,
-                 mass_loss_hold: float | None = None, reason_resync: float = 60.0) -> None:
+                 mass_loss_hold: float | None = None, reason_resync: float = 60.0, agent_ttl: float = 30.0) -> None:
+        """``agent_ttl``: the machines' TTL (this daemon's own, as fleet assumes one for the cluster); an etcd
+        outage of half of it or more can expire a healthy agent, so only such an outage makes the damper hold
+        machines found missing afterwards (``LossDamper``)."""
         self.registry = registry
         self.machine_id = machine_id
         self.metrics: PassMetrics = NULL
@@ -107,9 +110,11 @@ class Engine:
         self.min_gap = min_gap
         self.reason_resync = reason_resync
         self.trigger = Trigger()
-        self.damper = LossDamper(15 * reconcile_interval if mass_loss_hold is None else mass_loss_hold)
+        self.damper = LossDamper(15 * reconcile_interval if mass_loss_hold is None else mass_loss_hold,
+                                 outage=agent_ttl / 2)
         self.sweeper = Sweeper(registry)  # removes the TTL-less states of machines that are gone
         self._follower: _Follower | None = None
+        self._lease_watch: TreeCache | None = None  # while run() runs
         self._watching = False  # run() follows the watch stream; reconcile_once() alone re-reads each call
         self._overlay: dict[str, tuple[str | None, float]] = {}  # our target writes the cache has not shown yet
         self._requirements: dict[tuple[str, str], Requirements] = {}  # (name, unit hash) -> parsed
@@ -128,13 +133,17 @@ class Engine:
         self._watching = True
         waker = threading.Thread(target=self._wake_on, args=(stop,), name="engine-stop", daemon=True)
         waker.start()  # run_periodic sleeps on the trigger: wake it so a stop lands at once, not a tick later
+        lease_done = threading.Event()
+        lease = self._lease_watch = lease_watch(self.registry, self.trigger.fire, watch_timeout=self.watch_timeout)
+        threading.Thread(target=lease.run, args=(lease_done,), name="engine-watch-lease", daemon=True).start()
         try:
             run_periodic(self.reconcile_once, interval=self.reconcile_interval, stop=stop, trigger=self.trigger,
                          name="engine", min_gap=self.min_gap)
         finally:
+            self.leadership.release()  # first: the others take over while this term's watches wind down
+            lease_done.set()
             self._end_term()
             self._watching = False
-            self.leadership.release()
 
     def _wake_on(self, stop: threading.Event) -> None:
         stop.wait()
@@ -153,11 +162,18 @@ class Engine:
     # -- one pass -------------------------------------------------------------------------------------------
     def reconcile_once(self) -> list[Task]:
         """One pass if this engine leads; returns the tasks written. Without ``run()``, re-reads the trees."""
+        asked = self.clock()
         try:
             leading = self.leadership.check()
         except RegistryError:
-            self.damper.trouble(self.clock())  # machines found missing after this are presumed etcd's victims
+            if not self.damper.failing:
+                self.trigger.fire()  # retry at once: a lone timeout then ends its streak well short of an outage
+            self.damper.failed(asked)
             raise
+        outage = self.damper.succeeded(self.clock())
+        if outage is not None:
+            log.warning("engine: etcd was unreachable for %.1fs: machines found missing now are held for up to "
+                        "%.0fs while their agents re-register", outage, self.damper.hold)
         if leading != self._was_leading:
             self.metrics.leader(leading)
             self._was_leading = leading
@@ -215,8 +231,8 @@ class Engine:
         referenced = {s.target for s in specs if s.target is not None and not s.is_global}
         held = self.damper.observe(now, present=set(machines), referenced=referenced)
         if held and held != self._held:
-            log.warning("engine: %d of %d machines missing at once or right after etcd trouble; holding their units "
-                        "for up to %.0fs (etcd trouble expires every TTL together)", len(held),
+            log.warning("engine: %d of %d machines missing at once or right after an etcd outage; holding their "
+                        "units for up to %.0fs (etcd trouble expires every TTL together)", len(held),
                         len(held) + len(machines), self.damper.hold)
         self._held = held
         return ClusterState.of(specs, machines.values(), held=held)

@@ -5,6 +5,9 @@ cluster's ``engine/version`` is newer than ours; renew our lease (CAS on its ind
 else steal it only from a holder of an older version, and then wait out that holder's remaining TTL before
 acting. A leader stops acting once its own lease could have expired (``deadline``, counted from before the renew
 request), so two engines never act at once. The lease is released on a clean shutdown.
+
+``lease_watch`` follows ``lease/`` and calls back when the lease is deleted (a leader's clean shutdown) or
+expires (a dead leader): the other engines then try to take it at once instead of at their next tick.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from collections.abc import Callable
 
 from fleetpy.errors import LeaseLost, RegistryError
 from fleetpy.model.records import Lease
+from fleetpy.registry.cache import TreeCache
+from fleetpy.registry.keys import Tree
 from fleetpy.registry.registry import ENGINE_VERSION, Registry
+from fleetpy.registry.store import Event
 
 log = logging.getLogger("fleetpy.engine.lease")
 
@@ -124,3 +130,14 @@ class Leadership:
         if self._was_leading:
             log.info("engine: released engine leadership")
         self._was_leading = False
+
+
+def lease_watch(registry: Registry, on_free: Callable[[], object], *, watch_timeout: float = 10.0) -> TreeCache:
+    """A watch-maintained copy of ``lease/`` (run it with ``run(stop)``) that calls ``on_free`` whenever the
+    engine lease is removed (released, expired, or its whole tree deleted). Renewals call nothing."""
+    key = registry.keys.lease
+
+    def changed(event: Event | None) -> None:
+        if event is not None and event.action.removes and (event.node.key == key or event.node.is_dir):
+            on_free()
+    return TreeCache(registry.store, registry.keys.tree(Tree.LEASE), on_change=changed, watch_timeout=watch_timeout)

@@ -180,6 +180,26 @@ def test_killed_leader_hands_over_and_only_its_machines_units_move(fleet: Fleet)
         assert fleet.main_pid(after[name], name) == pid
 
 
+def test_stopped_leader_hands_over_on_its_lease_release(fleet: Fleet) -> None:
+    """A leader's clean stop releases the lease and another engine takes it on the release's watch event, then
+    moves the stopped machine's units once its machine object is removed. Engines here tick every 20 s (lease
+    TTL 100 s): waiting for either would blow the bounds below, which are loose enough for a loaded machine."""
+    slow = {**fleet.env, "FLEET_ENGINE_RECONCILE_INTERVAL": "20"}
+    for node in fleet.lab.nodes:
+        fleet.lab.start_agent(node, env=slow)
+    wait_for("a leader", lambda: fleet.leader() is not None)
+    names = [f"handover@{i}.service" for i in range(6)]
+    for name in names:
+        fleet.start(name)
+    before = fleet.wait_active(names)
+    leader = fleet.leader()
+    assert leader is not None and leader in before.values()
+    fleet.lab.stop_agent(leader)  # SIGTERM: purge, release the lease, remove the machine
+    wait_for("a new leader", lambda: fleet.leader() not in (None, leader), timeout=8.0)
+    wait_for("the stopped machine's units active elsewhere",
+             lambda: set(fleet.active()) == set(names) and leader not in fleet.active().values(), timeout=12.0)
+
+
 def test_new_member_takes_the_lost_members_unit_and_nothing_else_moves(lab_factory: Callable[..., Lab]) -> None:
     """TestDynamicClusterNewMemberUnitMigration: 3 conflicting units on 4 machines; one member's fleetpyd stops:
     its unit moves to the free machine, the other two do not move."""

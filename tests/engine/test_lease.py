@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from fleetpy.engine.damper import LossDamper
 from fleetpy.engine.lease import Leadership
 from fleetpy.errors import RegistryUnavailable
 from fleetpy.registry.registry import Registry
@@ -132,32 +131,3 @@ def test_unreachable_etcd_leader_acts_only_until_its_deadline(registry: Registry
     assert a.leading() is True
     clock.advance(TTL)
     assert a.leading() is False
-
-
-# -- the mass-loss damper ------------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("present", "referenced", "held"),
-    [
-        pytest.param({"a", "b"}, {"a", "b", "c"}, set(), id="one-of-three-lost-acted-on"),
-        pytest.param({"a"}, {"a", "b"}, set(), id="half-lost-acted-on"),
-        pytest.param({"a"}, {"a", "b", "c"}, {"b", "c"}, id="majority-lost-held"),
-        pytest.param(set(), {"a"}, {"a"}, id="everything-lost-held"),
-        pytest.param({"a", "b", "c"}, {"a"}, set(), id="nothing-lost"),
-    ],
-)
-def test_damper(present: set[str], referenced: set[str], held: set[str]) -> None:
-    assert LossDamper(30).observe(0.0, present=present, referenced=referenced) == held
-
-
-def test_damper_holds_only_for_a_while() -> None:
-    damper = LossDamper(30)
-    assert damper.observe(0.0, present=set(), referenced={"a", "b"}) == {"a", "b"}
-    assert damper.observe(29.0, present=set(), referenced={"a", "b"}) == {"a", "b"}
-    assert damper.observe(30.0, present=set(), referenced={"a", "b"}) == set()
-
-
-def test_damper_forgets_machines_that_came_back() -> None:
-    damper = LossDamper(30)
-    damper.observe(0.0, present=set(), referenced={"a", "b"})
-    damper.observe(10.0, present={"a", "b"}, referenced={"a", "b"})
-    assert damper.observe(50.0, present=set(), referenced={"a", "b"}) == {"a", "b"}  # a new loss, a new hold

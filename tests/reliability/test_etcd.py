@@ -5,8 +5,8 @@ etcd is fleetpy's only shared state, so these are the faults that expire every T
 engine then rescheduled everything). What is checked is that units keep running throughout (same MainPID on the
 same node, never a second copy), that no ``job/<u>/target`` changes, that the CLI says the registry is unreachable
 in one line with exit 1 instead of printing stale data, and that everything reconverges once etcd is back.
-The engine's side of it (``LossDamper.trouble``: machines found missing right after etcd was unreachable are held,
-not moved, while their agents re-register one by one) is also checked without a lab.
+The engine's side of it (``LossDamper``: machines found missing right after etcd was unreachable for long enough to
+expire an agent are held, not moved, while their agents re-register one by one) is also checked without a lab.
 """
 
 from __future__ import annotations
@@ -145,8 +145,9 @@ def test_single_etcd_down_for_half_a_minute_stops_nothing_and_loses_nothing(lab_
 def test_machines_missing_after_etcd_trouble_are_held_while_agents_re_register() -> None:
     """etcd back after an outage: every TTL expired at once, the agents re-register one by one; the last one is a
     minority but its units stay (for ``hold`` seconds), where a lone loss in a healthy cluster moves at once."""
-    damper = LossDamper(7.5)
-    damper.trouble(10.0)  # the lease check failed: etcd unreachable
+    damper = LossDamper(7.5, outage=2.0)
+    damper.failed(8.0)  # the lease check failed: etcd unreachable
+    damper.succeeded(10.0)  # back after 2 s: long enough to have expired a healthy agent (agent_ttl 4 s)
     damper.reset()  # and the term ended
     assert damper.observe(11.0, present={"a", "b"}, referenced={"a", "b", "c"}) == {"c"}
     assert damper.observe(18.0, present={"a", "b"}, referenced={"a", "b", "c"}) == {"c"}
