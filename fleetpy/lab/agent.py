@@ -17,7 +17,10 @@ from fleetpy.lab.state import LabRecord, NodeRecord
 
 UNIT = "fleetpyd.service"
 DEFAULT_TTL = "30s"
-PROPERTIES = ("Description=fleetpyd (fleetpy lab agent)", "KillMode=mixed", "TimeoutStopSec=10s")
+# After=dbus.service, as units/fleetpyd.service: at poweroff fleetpyd then stops (its units through D-Bus) before
+# D-Bus does; without it its stop calls failed, it hung until TimeoutStopSec and its machine key expired by TTL
+PROPERTIES = ("Description=fleetpyd (fleetpy lab agent)", "After=dbus.service", "Wants=dbus.service", "KillMode=mixed",
+              "TimeoutStopSec=10s")
 
 
 def fleetpyd_path() -> str:
