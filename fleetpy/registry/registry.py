@@ -262,16 +262,13 @@ class Registry:
             pass
 
     def engine_version(self) -> int:
-        node = self.store.get(self.keys.engine_version)
-        try:
-            return int(node.value) if node is not None and node.value else 0
-        except ValueError:
-            return 0
+        return _version_of(self.store.get(self.keys.engine_version))
 
     def ensure_engine_version(self, ours: int = ENGINE_VERSION) -> bool:
-        """Bump the cluster's engine version to ours if lower (CAS); False when the cluster is newer."""
+        """Bump the cluster's engine version to ours if lower (CAS); False when the cluster is newer. One read
+        when nothing changes (it runs on every engine tick of every machine)."""
         node = self.store.get(self.keys.engine_version)
-        current = self.engine_version()
+        current = _version_of(node)
         if current > ours:
             return False
         if current < ours:
@@ -392,3 +389,11 @@ class Registry:
     # -- watching ---------------------------------------------------------------------------------------
     def watch(self, tree: Tree, *, after_index: int, timeout: float) -> Event | None:
         return self.store.watch(self.keys.tree(tree), after_index=after_index, timeout=timeout)
+
+
+def _version_of(node: Node | None) -> int:
+    """``engine/version``'s value as an int (0 when absent or unreadable, as fleet)."""
+    try:
+        return int(node.value) if node is not None and node.value else 0
+    except ValueError:
+        return 0
