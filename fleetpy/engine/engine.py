@@ -32,6 +32,7 @@ from fleetpy.registry.registry import ENGINE_VERSION, Registry, decode_jobs, dec
 from fleetpy.registry.store import Event
 
 log = logging.getLogger("fleetpy.engine")
+WRITE_BATCH = 256  # units written concurrently between two lease checks of a long pass
 
 _JOB_FIELDS = frozenset({"object", "target-state", "target"})  # job-state heartbeats do not wake the engine
 
@@ -292,8 +293,16 @@ class Engine:
 
         errors: list[Exception] = []
         outcome_of: dict[Task, str] = {}
-        for outcomes in pmap(write, list(groups.values())):
-            outcome_of.update(outcomes)
+        units = list(groups.values())
+        lost = False
+        for start in range(0, len(units), WRITE_BATCH):
+            # a long pass (thousands of writes on a slow etcd) outlives the lease: renew it between batches
+            # (check() renews once renew_every has passed), instead of stopping at the deadline of the last renewal
+            if errors or (start and not self._renew_during_pass()):
+                lost = not errors
+                break
+            for outcomes in pmap(write, units[start:start + WRITE_BATCH]):
+                outcome_of.update(outcomes)
         done: list[Task] = []
         undone = 0
         for task in result.tasks:
@@ -307,11 +316,17 @@ class Engine:
                 log.info("engine: %s skipped: changed meanwhile", task)
             else:
                 undone += 1
-        if any(o == "lease" for o in outcome_of.values()):
+        if lost or any(o == "lease" for o in outcome_of.values()):
             log.warning("engine: lease expired during a pass; %d tasks left undone", undone)
         if errors:
             raise errors[0]
         return done
+
+    def _renew_during_pass(self) -> bool:
+        try:
+            return self.leadership.check()
+        except RegistryError:
+            return self.leadership.leading()  # keep writing until the deadline; the next pass retries the renewal
 
     def write_reasons(self, result: Plan, now: float) -> None:
         """Set ``fleetpy/reasons/<unit>`` for each unit left unscheduled (when it changes), clear the others."""

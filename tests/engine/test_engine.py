@@ -234,3 +234,23 @@ def test_periodic_passes_over_unchanged_caches_are_skipped() -> None:
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def test_a_pass_longer_than_the_lease_renews_it_between_batches(registry: Registry, clock: FakeClock,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scheduling thousands of units on a slow etcd outlives the lease TTL: the leader renews between write
+    batches and finishes the pass, instead of stopping at the deadline of the renewal made before it."""
+    for i in range(600):
+        submit(registry, f"u{i:03}.service")
+    real = registry.schedule_unit
+
+    def slow(name: str, machine_id: str) -> None:
+        clock.advance(0.01)  # 600 writes: 2.56 s per batch of 256, 6 s in all > the 4 s lease
+        real(name, machine_id)
+
+    monkeypatch.setattr(registry, "schedule_unit", slow)
+    engine = Engine(registry, A, clock=clock, reconcile_interval=0.8)  # lease TTL 4 s
+    done = engine.reconcile_once()
+    assert len(done) == 600 and all(t is not None for t in targets(registry).values())
+    lease = registry.lease()
+    assert lease is not None and lease.machine_id == A and engine.leadership.leading()
