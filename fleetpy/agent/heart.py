@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from fleetpy.errors import CASConflict, FleetError, NotFound
+from fleetpy.errors import CASConflict, FleetError, NotFound, RegistryError
 from fleetpy.model.records import MachineState
 from fleetpy.registry.registry import Registry
 
@@ -46,6 +46,7 @@ class Heart:
         self._state_at = clock()
         self.on_register = on_register
         self.created = False  # register() created the object (no live registration was there to take over)
+        self._maybe_created = False  # a create failed without an answer: it may have been applied
         self._failing = ""
         self.beats = 0
 
@@ -63,8 +64,18 @@ class Heart:
                 return
             except CASConflict:
                 existing = self.registry.machine(self.machine.id)
+            except RegistryError:
+                self._maybe_created = True  # e.g. a read timeout: the create may have happened (the caller retries)
+                raise
             if existing is None:
                 continue  # expired meanwhile: try again
+            if self._maybe_created and existing == self.machine:
+                # our own earlier attempt, whose answer was lost: the object is exactly what we wrote
+                self._maybe_created = False
+                self.created = True
+                log.info("registered machine %s (an earlier attempt whose outcome was unknown had created it)",
+                         self.machine.id)
+                return
             if self.reclaim or (self.takeover and existing.public_ip == self.machine.public_ip):
                 self.registry.set_machine_state(self.machine, self.ttl)
                 log.info("took over the registration of machine %s left by a previous fleetpyd", self.machine.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fleetpy.agent.heart import DuplicateMachineError, Heart
+from fleetpy.errors import RegistryError
 from fleetpy.model.records import MachineState
 from fleetpy.registry.memory import MemoryStore
 from fleetpy.registry.registry import Registry
@@ -108,3 +109,38 @@ def test_leave_removes_the_machine(registry: Registry) -> None:
     h.leave()
     assert registry.machine(ME) is None
     h.leave()  # idempotent
+
+
+def test_a_create_whose_answer_was_lost_is_recognised_on_retry(registry: Registry,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read timeout on the create (a loaded etcd) leaves its outcome unknown; the retry finds the object: when it
+    is exactly ours, it is our own, not a duplicate (the 1,000-agent simulation lost workers to this)."""
+    real = registry.create_machine_state
+
+    def applied_but_timed_out(machine: MachineState, ttl: int) -> None:
+        real(machine, ttl)
+        monkeypatch.setattr(registry, "create_machine_state", real)
+        raise RegistryError("etcd PUT .../object failed (read timeout); outcome unknown")
+
+    monkeypatch.setattr(registry, "create_machine_state", applied_but_timed_out)
+    h = heart(registry)
+    with pytest.raises(RegistryError):
+        h.register()
+    h.register()
+    assert h.created and registry.machine(ME) == h.machine
+
+
+def test_after_a_lost_answer_a_different_object_is_still_a_duplicate(registry: Registry,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def timed_out(machine: MachineState, ttl: int) -> None:
+        raise RegistryError("read timeout; outcome unknown")
+
+    other = heart(registry, "10.0.0.9")
+    h = heart(registry)
+    with monkeypatch.context() as patch:
+        patch.setattr(registry, "create_machine_state", timed_out)
+        with pytest.raises(RegistryError):
+            h.register()
+    other.register()
+    with pytest.raises(DuplicateMachineError):
+        h.register()
