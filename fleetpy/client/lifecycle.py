@@ -48,9 +48,11 @@ class Lifecycle:
                              prefix="Error waiting on unit creation")
         return created
 
-    def _set_targets(self, names: Sequence[str], state: JobState) -> list[Unit]:
-        """setTargetStateOfUnits: units already at ``state`` are skipped; returns the ones changed."""
-        units = pmap(self.client.unit, list(names))
+    def _set_targets(self, names: Sequence[str], state: JobState, known: Sequence[Unit] = ()) -> list[Unit]:
+        """setTargetStateOfUnits: units already at ``state`` are skipped; returns the ones changed. ``known``:
+        units this command has just written, not read again."""
+        fresh = {u.name: u for u in known}
+        units = pmap(lambda name: fresh[name] if name in fresh else self.client.unit(name), list(names))
         for name, unit in zip(names, units, strict=True):
             if unit is None:
                 raise UnitNotFound(f"unable to find unit {name}")
@@ -78,8 +80,8 @@ class Lifecycle:
         if not args:
             self.report.err(NO_UNITS)
             return []
-        self._create(args, command=verb, replace=replace, blocking=blocking)
-        triggered = self._set_targets(unit_names(args), state)
+        created = self._create(args, command=verb, replace=replace, blocking=blocking)
+        triggered = self._set_targets(unit_names(args), state, created)
         waiting = []
         for unit in triggered:
             if unit.is_global:

@@ -218,12 +218,15 @@ class Registry:
 
     # -- unit lifecycle (client side) ---------------------------------------------------------------------
     def create_unit(self, unit: Unit) -> None:
-        """Store the body (content-addressed, never overwritten), then the job object and target state."""
-        try:
-            self.store.set(self.keys.unit_body(unit.hash), codec.encode_unit_body(unit.unit_file), prev_exist=False)
-        except CASConflict:
-            pass
-        self._bodies[unit.hash] = unit.unit_file
+        """Store the body (content-addressed, never overwritten; not again once this registry wrote or read it:
+        300 instances of one template write it once), then the job object and target state."""
+        if unit.hash not in self._bodies:
+            try:
+                self.store.set(self.keys.unit_body(unit.hash), codec.encode_unit_body(unit.unit_file),
+                               prev_exist=False)
+            except CASConflict:
+                pass
+            self._bodies[unit.hash] = unit.unit_file
         self.store.set(self.keys.job_object(unit.name), codec.encode_job_object(unit.name, unit.hash))
         self.store.set(self.keys.target_state(unit.name), unit.target_state.value)
 
