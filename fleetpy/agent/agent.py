@@ -33,6 +33,8 @@ log = logging.getLogger("fleetpy.agent")
 
 RECONCILE_INTERVAL = 5.0
 SETTLE = 0.03  # a pass woken by the watch waits until the job tree has been quiet this long...
+BURST_SETTLE = 0.2  # ...or this long when the last pass that did work ended under BURST_WINDOW s ago (a burst:
+BURST_WINDOW = 1.0  # the engine schedules it in waves 0.1-0.4 s apart, and each pass that loads costs a reload)
 MAX_SETTLE = 1.0  # ...but no longer than this: a burst of submissions becomes one pass, one daemon-reload
 _TRIGGERING = frozenset({"object", "target", "target-state"})  # job keys whose change can change the plan
 
@@ -68,6 +70,7 @@ class Agent:
         self.max_settle = max_settle
         self.trigger = Trigger()
         self._last_event = float("-inf")
+        self._last_work = float("-inf")  # when the last pass that executed tasks ended
         self._state: dict[str, JobState] = {}  # what this agent last asked systemd for, per local unit
         self._bodies: dict[str, UnitFile] = {}
         self._seeded = False
@@ -93,13 +96,18 @@ class Agent:
     def settled_reconcile(self) -> list[Outcome]:
         """A pass, once the watch has been quiet for ``settle`` s (at most ``max_settle`` s of waiting)."""
         started = time.monotonic()
+        in_burst = self.settle > 0 and started - self._last_work < BURST_WINDOW
+        settle = max(self.settle, BURST_SETTLE) if in_burst else self.settle
         while True:
             now = time.monotonic()
             quiet = now - self._last_event
-            if quiet >= self.settle or now - started >= self.max_settle:
+            if quiet >= settle or now - started >= self.max_settle:
                 break
-            time.sleep(min(self.settle - quiet, self.max_settle - (now - started)))
-        return self.reconcile()
+            time.sleep(min(settle - quiet, self.max_settle - (now - started)))
+        outcomes = self.reconcile()
+        if outcomes:
+            self._last_work = time.monotonic()
+        return outcomes
 
     def run(self, stop: threading.Event) -> None:
         for cache in (self.jobs, self.machine_tree):
