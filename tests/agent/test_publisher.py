@@ -32,6 +32,15 @@ def run(publisher: StatePublisher) -> None:
     assert publisher.writer.flush(5)
 
 
+
+def launch(publisher: StatePublisher, fake: FakeUnitManager, name: str) -> None:
+    """``name`` loaded in the fake systemd, tracked as launched with its heartbeat, and published."""
+    fake.load(name, unit_file())
+    fake.reload()
+    publisher.track(fake.units(), [name])
+    publisher.heartbeat(name)
+    run(publisher)
+
 def test_nothing_is_polled_before_the_agent_said_what_it_owns(world: tuple) -> None:
     publisher, _, fake, _ = world
     publisher.poll()
@@ -56,11 +65,7 @@ def test_state_json_is_fleets(world: tuple) -> None:
 
 def test_idle_publisher_writes_nothing_and_keys_never_expire(world: tuple) -> None:
     publisher, registry, fake, clock = world
-    fake.load("a.service", unit_file())
-    fake.reload()
-    publisher.track(fake.units(), ["a.service"])
-    publisher.heartbeat("a.service")
-    run(publisher)
+    launch(publisher, fake, "a.service")
     index = registry.store.current_index()
     for _ in range(10):
         clock.advance(60)
@@ -132,11 +137,7 @@ def test_verify_repairs_heartbeats_from_the_job_cache(world: tuple) -> None:
 
 def test_clearing_never_deletes_another_machines_heartbeat_or_legacy_state(world: tuple) -> None:
     publisher, registry, fake, _ = world
-    fake.load("a.service", unit_file())
-    fake.reload()
-    publisher.track(fake.units(), ["a.service"])
-    publisher.heartbeat("a.service")
-    run(publisher)
+    launch(publisher, fake, "a.service")
     other = UnitState("a.service", "other", "loaded", "active", "running", unit_file().hash)
     registry.save_unit_state(other)  # the unit moved: the other machine wrote the shared keys since
     registry.unit_heartbeat("a.service", "other")
@@ -166,10 +167,6 @@ def test_units_no_longer_owned_lose_their_state(world: tuple) -> None:
 
 def test_purge_removes_states_and_heartbeats(world: tuple) -> None:
     publisher, registry, fake, _ = world
-    fake.load("a.service", unit_file())
-    fake.reload()
-    publisher.track(fake.units(), ["a.service"])
-    publisher.heartbeat("a.service")
-    run(publisher)
+    launch(publisher, fake, "a.service")
     assert publisher.purge(5)
     assert registry.unit_states() == [] and registry.store.get(registry.keys.job_state("a.service")) is None
