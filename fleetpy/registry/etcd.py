@@ -199,7 +199,7 @@ class EtcdStore:
             action = Action(result.action)
         except ValueError:
             action = Action.SET
-        return Event(action, _node(result))
+        return Event(action, _node(result), store_index=int(getattr(result, "etcd_index", 0) or 0))
 
     def current_index(self) -> int:
         def do(c: etcd.Client) -> Any:

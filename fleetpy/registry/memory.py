@@ -8,6 +8,7 @@ contract suite runs against it and against a real etcd.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -183,7 +184,7 @@ class MemoryStore:
                     if event.node.modified_index > after_index and (
                         key == prefix or key.startswith(prefix + "/") or prefix.startswith(key + "/")
                     ):
-                        return event
+                        return dataclasses.replace(event, store_index=self._index)  # as etcd's X-Etcd-Index
                 if self.closed:
                     return None
                 if real_deadline is not None:

@@ -40,10 +40,12 @@ class Node:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One change seen by a watch. For deletes of a directory, ``node.is_dir`` is True."""
+    """One change seen by a watch. For deletes of a directory, ``node.is_dir`` is True. ``store_index``: the
+    store's index when the watch answered (etcd's X-Etcd-Index; 0 when unknown): how far behind the watch is."""
 
     action: Action
     node: Node
+    store_index: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,3 +162,19 @@ def test_tree_cache_follows_changes_and_keeps_up_with_unrelated_writes(store: KV
     cache.step()
     assert cache.reloads == 1  # never had to re-read the tree
     assert [n.value for n in cache.nodes()] == ["2", "3"]
+
+
+def test_tree_cache_far_behind_a_burst_re_reads_instead_of_one_request_per_event(store: KVStore,
+                                                                                  etcd_prefix: str) -> None:
+    from fleetpy.registry.cache import CATCH_UP_LAG, TreeCache
+
+    cache = TreeCache(store, f"{etcd_prefix}d", watch_timeout=0.2)
+    cache.step()  # loads the empty tree
+    for i in range(CATCH_UP_LAG + 50):
+        store.set(f"{etcd_prefix}d/u{i:04}", str(i))
+    cache.step()  # the first event says the store is 149 events further: one re-read brings every key
+    assert cache.reloads == 2
+    assert len(cache.nodes()) == CATCH_UP_LAG + 50
+    store.set(f"{etcd_prefix}d/last", "x")
+    cache.step()  # close behind again: event by event
+    assert cache.reloads == 2 and cache.get(f"{etcd_prefix}d/last") is not None
