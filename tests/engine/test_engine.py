@@ -26,11 +26,6 @@ def submit(registry: Registry, name: str, xfleet: str = "", state: JobState = Jo
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def registry(clock: FakeClock) -> Registry:
     reg = Registry(MemoryStore(clock=clock), "/test/")
     for mid, role in ((A, "web"), (B, "db"), (C, "web")):

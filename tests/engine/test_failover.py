@@ -18,11 +18,6 @@ from tests.engine.test_engine import submit, targets, wait
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def registry(clock: FakeClock) -> Registry:
     reg = Registry(MemoryStore(clock=clock), "/test/")
     for mid in (A, B, C):

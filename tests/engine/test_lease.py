@@ -13,11 +13,6 @@ TTL = 10
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def registry(clock: FakeClock) -> Registry:
     return Registry(MemoryStore(clock=clock), "/test/")
 
