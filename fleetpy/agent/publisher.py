@@ -164,7 +164,7 @@ class StatePublisher:
                     self._sent[name] = fingerprint
                     changed.append((name, sd, unit_hash))
         for name in gone:
-            self.writer.submit(f"legacy:{name}", lambda: None)  # a pending legacy write must not outlive it
+            self._cancel_legacy(name)
             self.writer.submit(f"st:{name}", self._remove_op(name), urgent=True)
         for name, sd, unit_hash in changed:
             state = self._state(name, sd, unit_hash)
@@ -198,7 +198,7 @@ class StatePublisher:
             self._owned.clear()
             self._sent.clear()
         for name in names:
-            self.writer.submit(f"legacy:{name}", lambda: None)
+            self._cancel_legacy(name)
             self.writer.submit(f"st:{name}", self._remove_op(name))
         for name in launched:
             self.writer.submit(f"hb:{name}", self._clear_op(name))
@@ -222,6 +222,10 @@ class StatePublisher:
             with self._lock:
                 self._published.add(state.name)
         return op
+
+    def _cancel_legacy(self, name: str) -> None:
+        """Replace a pending legacy ``state/<unit>`` write with nothing: it must not outlive the state's removal."""
+        self.writer.submit(f"legacy:{name}", lambda: None)
 
     def _legacy_op(self, state: UnitState) -> Callable[[], None]:
         """fleet's legacy ``state/<unit>`` (readers ignore it): written on change, no TTL."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shlex
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from fleetpy.client.api import FleetClient
@@ -25,10 +25,6 @@ if TYPE_CHECKING:
 
 class Transport(Protocol):
     """Carries the client's etcd traffic (the SSH tunnel of ``--tunnel``)."""
-
-    def endpoints(self, endpoints: Sequence[str]) -> list[str]:
-        """The URLs to use instead of ``endpoints`` (same order), e.g. ``http://127.0.0.1:<forwarded port>``."""
-        ...
 
     def attach(self, store: EtcdStore) -> None:
         """Route every connection of ``store`` through the transport (URLs unchanged, so TLS checks etcd's own

@@ -208,7 +208,7 @@ class Engine:
                                reason="run" if len(done) == len(result.tasks) else "schedule_failure")
         if len(done) == len(result.tasks):
             self.write_reasons(result, now)
-        self.sweeper.sweep(machines=follower.machines.nodes(), held=cluster.held, jobs=follower.jobs.nodes())
+        self.sweeper.sweep(machines=follower.machines.nodes(), held=cluster.held, jobs=follower.jobs.nodes)
         quiet = (not result.tasks and not cluster.held and not self._overlay and not self._missing_bodies
                  and not self.sweeper.due)
         self._settled = inputs if quiet and self._watching else None
@@ -298,8 +298,10 @@ class Engine:
         for start in range(0, len(units), WRITE_BATCH):
             # a long pass (thousands of writes on a slow etcd) outlives the lease: renew it between batches
             # (check() renews once renew_every has passed), instead of stopping at the deadline of the last renewal
-            if errors or (start and not self._renew_during_pass()):
-                lost = not errors
+            if errors:
+                break
+            if start and not self._renew_during_pass():
+                lost = True
                 break
             for outcomes in pmap(write, units[start:start + WRITE_BATCH]):
                 outcome_of.update(outcomes)

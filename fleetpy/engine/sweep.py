@@ -15,7 +15,7 @@ back and republished is never wiped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Set
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass
 
 from fleetpy.errors import CASConflict, NotFound, RegistryError
@@ -105,10 +105,10 @@ class Sweeper:
             self.due = True
         self._live = current
 
-    def sweep(self, *, machines: Iterable[Node], held: Set[str], jobs: Iterable[Node]) -> list[Delete]:
-        """Sweep if due; the deletes done. ``machines``/``jobs``: the leaves of ``machines/`` and ``job/`` (the
-        engine's watch copies). A machine is live while its object key exists, readable or not. Registry errors
-        are logged and leave the sweep due."""
+    def sweep(self, *, machines: Iterable[Node], held: Set[str], jobs: Callable[[], Iterable[Node]]) -> list[Delete]:
+        """Sweep if due; the deletes done. ``machines``: the leaves of ``machines/``; ``jobs`` gives those of
+        ``job/``, asked for only when a sweep is due (the engine's watch copies). A machine is live while its
+        object key exists, readable or not. Registry errors are logged and leave the sweep due."""
         live = live_machines(self.registry.keys, machines)
         self.observe(live)
         if not self.due:
@@ -116,7 +116,7 @@ class Sweeper:
         try:
             states = self.registry.listing(Tree.STATES).nodes
             legacy = self.registry.listing(Tree.LEGACY_STATE).nodes
-            plan = plan_sweep(self.registry.keys, live=live, held=held, states=states, legacy=legacy, jobs=jobs)
+            plan = plan_sweep(self.registry.keys, live=live, held=held, states=states, legacy=legacy, jobs=jobs())
             done = self.execute(plan)
         except RegistryError as err:
             log.warning("engine: sweep of gone machines' states failed: %s (retried next pass)", err)

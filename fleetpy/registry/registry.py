@@ -361,9 +361,6 @@ class Registry:
         self.store.set(self.keys.state(state.name, state.machine_id), raw, ttl=ttl)
         self.store.set(self.keys.legacy_state(state.name), raw, ttl=ttl)
 
-    def refresh_unit_state(self, name: str, machine_id: str, ttl: int) -> None:
-        self.store.refresh(self.keys.state(name, machine_id), ttl)
-
     def remove_unit_state(self, name: str, machine_id: str) -> None:
         """Delete ``states/<unit>/<machine>``, and the legacy ``state/<unit>`` only while it is this machine's
         (compare-and-delete: another machine may have written it since; without TTLs nothing would restore it)."""

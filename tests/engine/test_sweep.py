@@ -107,13 +107,13 @@ def test_sweeper_runs_once_per_term_and_after_a_loss_only(reg: Registry) -> None
     publish(reg, "x", A)
     publish(reg, "y", B)
     assert sweeper.due
-    assert sweeper.sweep(machines=up(A, B), held=set(), jobs=jobs(reg)) == []
+    assert sweeper.sweep(machines=up(A, B), held=set(), jobs=lambda: jobs(reg)) == []
     assert not sweeper.due
     reg.store.delete = None  # type: ignore[assignment,method-assign]  # any request now would fail the test
     reg.store.list = None  # type: ignore[assignment,method-assign]
-    assert sweeper.sweep(machines=up(A, B, C), held=set(), jobs=[]) == []  # a machine joined: nothing to do
+    assert sweeper.sweep(machines=up(A, B, C), held=set(), jobs=list) == []  # a machine joined: nothing to do
     del reg.store.delete, reg.store.list  # type: ignore[attr-defined]
-    assert sweeper.sweep(machines=up(A, C), held=set(), jobs=jobs(reg)) != []  # B left
+    assert sweeper.sweep(machines=up(A, C), held=set(), jobs=lambda: jobs(reg)) != []  # B left
     assert keys_of(reg) == ["job/x/job-state", "state/x", f"states/x/{A}"]
     assert sweeper.swept == 3 and not sweeper.due
     sweeper.new_term()
@@ -123,9 +123,9 @@ def test_sweeper_runs_once_per_term_and_after_a_loss_only(reg: Registry) -> None
 def test_held_machine_is_swept_once_released(reg: Registry) -> None:
     sweeper = Sweeper(reg)
     publish(reg, "y", B)
-    assert sweeper.sweep(machines=up(A), held={B}, jobs=jobs(reg)) == []
+    assert sweeper.sweep(machines=up(A), held={B}, jobs=lambda: jobs(reg)) == []
     assert sweeper.due and len(keys_of(reg)) == 3
-    assert len(sweeper.sweep(machines=up(A), held=set(), jobs=jobs(reg))) == 3
+    assert len(sweeper.sweep(machines=up(A), held=set(), jobs=lambda: jobs(reg))) == 3
     assert keys_of(reg) == [] and not sweeper.due
 
 
