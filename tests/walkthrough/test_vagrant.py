@@ -244,7 +244,16 @@ def test_provisioned_etcd_config_forms_a_cluster_with_the_v2_api(tmp_path: Path)
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        assert v2(f"http://{ips[2]}:2379/v2/keys/fleetpy-vagrant-test")["node"]["value"] == "hello"
+        # the third member may still be joining or catching up when the first write lands: read it until then
+        while True:
+            try:
+                got = v2(f"http://{ips[2]}:2379/v2/keys/fleetpy-vagrant-test?quorum=true")["node"]["value"]
+                break
+            except OSError:  # HTTPError 404 included
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert got == "hello"
         members = v2(f"http://{ips[1]}:2379/v2/members")["members"]
         assert sorted(m["name"] for m in members) == ["n1", "n2", "n3"]
     finally:
