@@ -19,6 +19,7 @@ from fleetpy.agent.plan import LocalUnit, Task, TaskKind, plan, plan_purge
 from fleetpy.agent.publisher import StatePublisher
 from fleetpy.errors import FleetError, RegistryError, SystemdError
 from fleetpy.loop import Trigger, run_periodic
+from fleetpy.model.job import Requirements
 from fleetpy.model.records import JobState, MachineState, Unit
 from fleetpy.model.unit import UnitFile
 from fleetpy.observe import NULL, PassMetrics
@@ -32,10 +33,10 @@ from fleetpy.systemd.base import TransientSystemdError, UnitManager
 log = logging.getLogger("fleetpy.agent")
 
 RECONCILE_INTERVAL = 5.0
-SETTLE = 0.03  # a pass woken by the watch waits until the job tree has been quiet this long...
-BURST_SETTLE = 0.2  # ...or this long when the last pass that did work ended under BURST_WINDOW s ago (a burst:
-BURST_WINDOW = 1.0  # the engine schedules it in waves 0.1-0.4 s apart, and each pass that loads costs a reload)
-MAX_SETTLE = 1.0  # ...but no longer than this: a burst of submissions becomes one pass, one daemon-reload
+SETTLE = 0.03  # a pass woken by the watch waits until the job tree has been quiet this long (at most SETTLE_MAX)...
+SETTLE_MAX = 0.25
+RELOAD_SETTLE = 0.2  # ...or this long when its plan needs a daemon-reload (0.3-0.8 s each: a burst of removals,
+MAX_SETTLE = 1.0  # as `destroy` of many units makes, waits to become one pass), but never longer than this
 _TRIGGERING = frozenset({"object", "target", "target-state"})  # job keys whose change can change the plan
 
 
@@ -70,9 +71,9 @@ class Agent:
         self.max_settle = max_settle
         self.trigger = Trigger()
         self._last_event = float("-inf")
-        self._last_work = float("-inf")  # when the last pass that executed tasks ended
         self._state: dict[str, JobState] = {}  # what this agent last asked systemd for, per local unit
         self._bodies: dict[str, UnitFile] = {}
+        self._global: dict[str, bool] = {}  # unit hash -> Global=true (for the watch's relevance test)
         self._seeded = False
         self._stale: set[str] = set()  # local files systemd does not know (not linked): reloaded when wanted
         self._skipped: dict[str, str] = {}
@@ -81,33 +82,70 @@ class Agent:
 
     # -- wiring -------------------------------------------------------------------------------------------
     def on_job_event(self, event: Event | None) -> None:
-        """TreeCache callback: wake the loop for changes that matter (not for ``job-state`` heartbeats)."""
-        if event is not None and not event.node.is_dir:
-            parts = self.registry.keys.split(event.node.key)
-            if len(parts) == 3 and parts[2] not in _TRIGGERING:
-                return
+        """TreeCache callback (the cache already holds the event): wake the loop for changes that can matter
+        here; not for ``job-state`` heartbeats, nor for units of other machines. Every engine write and every
+        CLI write reaches every agent, so on a busy cluster most events are someone else's: an agent woken by
+        them would plan (decoding the whole job tree) for nothing, on CPU the others need."""
+        if event is not None and not self._matters(event):
+            return
         self._last_event = time.monotonic()
         self.trigger.fire()
+
+    def _matters(self, event: Event) -> bool:
+        parts = self.registry.keys.split(event.node.key)
+        if len(parts) < 2 or parts[0] != "job":
+            return True
+        name = parts[1]
+        if len(parts) == 3 and parts[2] not in _TRIGGERING:
+            return False
+        if name in self._state or name in self._stale:
+            return True  # a local unit: anything may change its plan
+        me = self.machine().id
+        if len(parts) == 3 and parts[2] == "target":
+            return not event.action.removes and event.node.value == me
+        keys = self.registry.keys
+        target = self.jobs.get(keys.target(name))
+        if target is not None:
+            return target.value == me
+        obj = self.jobs.get(keys.job_object(name))  # unscheduled: matters only if it is (or may be) global
+        if obj is None or obj.value is None:
+            return False
+        try:
+            unit_hash = codec.decode_job_object(obj.value)[1]
+        except RegistryError:
+            return True
+        known = self._global.get(unit_hash)
+        if known is None:
+            body = self._bodies.get(unit_hash)
+            if body is None:
+                return True  # not read yet: the pass will read it
+            known = self._global[unit_hash] = Requirements.of(body).is_global
+        return known
 
     def on_machine_event(self, event: Event | None) -> None:
         self._last_event = time.monotonic()
         self.trigger.fire()
 
     def settled_reconcile(self) -> list[Outcome]:
-        """A pass, once the watch has been quiet for ``settle`` s (at most ``max_settle`` s of waiting)."""
+        """A pass, once the watch has been quiet for ``settle`` s; a pass whose plan needs a daemon-reload waits
+        for ``RELOAD_SETTLE`` s of quiet and plans again (at most ``max_settle`` s of waiting in all)."""
         started = time.monotonic()
-        in_burst = self.settle > 0 and started - self._last_work < BURST_WINDOW
-        settle = max(self.settle, BURST_SETTLE) if in_burst else self.settle
+        self._wait_quiet(self.settle, started, min(SETTLE_MAX, self.max_settle))
+        hold = (lambda: self._wait_quiet(RELOAD_SETTLE, started)) if self.settle > 0 else None
+        return self.reconcile(hold=hold)
+
+    def _wait_quiet(self, settle: float, started: float, limit: float | None = None) -> bool:
+        """Sleep until no job event came for ``settle`` s or ``limit`` (``max_settle``) s passed since
+        ``started``; True when it slept."""
+        limit = self.max_settle if limit is None else limit
+        slept = False
         while True:
             now = time.monotonic()
             quiet = now - self._last_event
-            if quiet >= settle or now - started >= self.max_settle:
-                break
-            time.sleep(min(settle - quiet, self.max_settle - (now - started)))
-        outcomes = self.reconcile()
-        if outcomes:
-            self._last_work = time.monotonic()
-        return outcomes
+            if quiet >= settle or now - started >= limit:
+                return slept
+            time.sleep(min(settle - quiet, limit - (now - started)))
+            slept = True
 
     def run(self, stop: threading.Event) -> None:
         for cache in (self.jobs, self.machine_tree):
@@ -195,10 +233,15 @@ class Agent:
                 self._bodies[unit_hash] = body
 
     # -- reconcile ----------------------------------------------------------------------------------------
-    def reconcile(self) -> list[Outcome]:
+    def reconcile(self, *, hold: Callable[[], bool] | None = None) -> list[Outcome]:
+        """One pass. ``hold``: called when the plan needs a daemon-reload; when it waited (more changes may have
+        come), the pass plans again, so a burst of removals costs one reload."""
         started = time.monotonic()
         desired = self.desired()
         tasks = plan(desired.units, self.current())
+        if hold is not None and any(t.kind is TaskKind.RELOAD for t in tasks) and hold():
+            desired = self.desired()
+            tasks = plan(desired.units, self.current())
         outcomes = self.execute(tasks)
         self.passes += 1
         for outcome in outcomes:
@@ -223,6 +266,9 @@ class Agent:
             started = time.monotonic()
             failures = self._run_batch(kind, group)
             took = (time.monotonic() - started) * 1000
+            if kind is TaskKind.UNLOAD:  # their states go now, not after the daemon-reload that follows
+                self.publisher.track(self.manager.units(), self._launched())
+                self.publisher.kick()
             batch = f" (batch of {len(group)})" if len(group) > 1 else ""
             for task in group:
                 error = failures.get(task.unit)

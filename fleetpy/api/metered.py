@@ -8,7 +8,7 @@ or a lost compare-and-swap is an answer, not a failure, so only other errors cou
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from fleetpy.api.metrics import Metrics
@@ -57,6 +57,9 @@ class MeteredStore:
 
     def watch(self, prefix: str, *, after_index: int, timeout: float) -> Event | None:
         return self.inner.watch(prefix, after_index=after_index, timeout=timeout)
+
+    def watch_stream(self, prefix: str, *, after_index: int, timeout: float) -> Iterator[Event]:
+        return self.inner.watch_stream(prefix, after_index=after_index, timeout=timeout)
 
     def current_index(self) -> int:
         return self.inner.current_index()

@@ -7,7 +7,7 @@ etcd keys. The HTTP API driver will be a second implementation of the same metho
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,7 +18,10 @@ from fleetpy.errors import NotFound
 from fleetpy.model.names import is_valid_name
 from fleetpy.model.records import JobState, MachineState, ScheduledUnit, Unit, UnitState
 from fleetpy.model.unit import UnitFile
+from fleetpy.parallel import pmap
 from fleetpy.registry.registry import JobRecord
+
+BULK = 32  # more names than this: read every unit once rather than each one
 
 
 class RegistryPort(Protocol):
@@ -90,6 +93,15 @@ class FleetClient:
     def units(self) -> list[Unit]:
         return self.registry.units()
 
+    def units_named(self, names: Sequence[str]) -> dict[str, Unit | None]:
+        """The named units (None: absent). Up to ``BULK`` names, one read per unit, concurrently; more, one read
+        of every unit (two requests whatever the count: 300 single reads cost ~0.3 s, the full read at 10,000
+        units ~0.5 s, at 1,000 units 0.05 s)."""
+        if len(names) > BULK:
+            everything = {u.name: u for u in self.registry.units()}
+            return {name: everything.get(name) for name in names}
+        return dict(zip(names, pmap(self.unit, list(names)), strict=True))
+
     def scheduled_unit(self, name: str) -> ScheduledUnit | None:
         return self.registry.scheduled_unit(name) if is_valid_name(name) else None
 
@@ -135,9 +147,10 @@ class FleetClient:
             raise UnitNotFound(f"Unit {name} not found") from None
 
     # -- writes -----------------------------------------------------------------------------------------
-    def create_unit(self, name: str, unit_file: UnitFile) -> Unit:
-        """Store a unit with target state inactive (fleet's create PUT without desiredState; also --replace)."""
-        unit = Unit(name, unit_file, JobState.INACTIVE)
+    def create_unit(self, name: str, unit_file: UnitFile, state: JobState = JobState.INACTIVE) -> Unit:
+        """Store a unit with a target state: inactive (fleet's create PUT without desiredState; also --replace),
+        or the state a command wants for a new unit (the API's create PUT with desiredState: one write less)."""
+        unit = Unit(name, unit_file, state)
         self.registry.create_unit(unit)
         return unit
 

@@ -34,30 +34,40 @@ class Lifecycle:
         self.waiter = waiter or Waiter(client, report)
 
     # -- creation ---------------------------------------------------------------------------------------
-    def _create(self, args: Sequence[str], *, command: str, replace: bool, blocking: Blocking) -> list[Unit]:
-        """lazyCreateUnits: resolve and validate everything, write what is new, wait for it to be inactive."""
+    def _create(self, args: Sequence[str], *, command: str, replace: bool, blocking: Blocking,
+                state: JobState = JobState.INACTIVE) -> list[Unit]:
+        """lazyCreateUnits: resolve and validate everything, write what is new (with target ``state``: the
+        command's own state, one write less than fleetctl's inactive-then-``state``), wait for what was written
+        inactive (replacements) to be inactive."""
         resolved = resolve_units(self.client, args, command=command, replace=replace, report=self.report)
         if command in ("load", "start"):
             for item in resolved:
                 if UnitNameInfo.of(item.name).is_template:
                     raise UsageError(f'cannot activate template "{item.name}"')
-        created = create_units(self.client, resolved, report=self.report)
-        errors = self.waiter.unit_states(created, JobState.INACTIVE, blocking)
+        created = create_units(self.client, resolved, report=self.report, state=state)
+        replaced = [u for u in created if u.target_state is JobState.INACTIVE]
+        for unit in created:
+            if unit.target_state is not JobState.INACTIVE:  # new: no machine has it yet, so it is inactive
+                self.report.out(f"Unit {unit.name} {'' if unit.is_global else JobState.INACTIVE}")  # fleet's quirk
+        errors = self.waiter.unit_states(replaced, JobState.INACTIVE, blocking)
         if errors:
             raise WaitFailed(errors, summary="Error creating units: One or more errors creating units",
                              prefix="Error waiting on unit creation")
         return created
 
     def _set_targets(self, names: Sequence[str], state: JobState, known: Sequence[Unit] = ()) -> list[Unit]:
-        """setTargetStateOfUnits: units already at ``state`` are skipped; returns the ones changed. ``known``:
-        units this command has just written, not read again."""
+        """setTargetStateOfUnits: the units whose target this command changes (argument order); units already
+        at ``state`` are skipped, except the ones in ``known``: written by this command with ``state`` already,
+        they count as changed without another write. Other units are read, ``known`` ones are not."""
         fresh = {u.name: u for u in known}
-        units = pmap(lambda name: fresh[name] if name in fresh else self.client.unit(name), list(names))
+        read = self.client.units_named([name for name in names if name not in fresh])
+        units = [fresh[name] if name in fresh else read[name] for name in names]
         for name, unit in zip(names, units, strict=True):
             if unit is None:
                 raise UnitNotFound(f"unable to find unit {name}")
-        changing = [u for u in units if u is not None and u.target_state is not state]
-        pmap(lambda u: self.client.set_target_state(u.name, state), changing)
+        changing = [u for u in units if u is not None and (u.target_state is not state or u.name in fresh)]
+        pmap(lambda u: self.client.set_target_state(u.name, state),
+             [u for u in changing if fresh.get(u.name, u).target_state is not state])
         return changing
 
     def submit(self, args: Sequence[str], *, replace: bool = False) -> None:
@@ -80,7 +90,7 @@ class Lifecycle:
         if not args:
             self.report.err(NO_UNITS)
             return []
-        created = self._create(args, command=verb, replace=replace, blocking=blocking)
+        created = self._create(args, command=verb, replace=replace, blocking=blocking, state=state)
         triggered = self._set_targets(unit_names(args), state, created)
         waiting = []
         for unit in triggered:
@@ -110,15 +120,15 @@ class Lifecycle:
         if not units:
             self.report.err(NOT_FOUND)
             return
-        current = {u.name: self._current(u) for u in units if not u.is_global}
+        local = [u for u in units if not u.is_global]
+        current = dict(zip([u.name for u in local], pmap(self._current, local), strict=True))
         for unit in units:
             if current.get(unit.name) is JobState.INACTIVE:
                 raise UnitStateError(f"Unable to stop unit {unit.name} in state {JobState.INACTIVE}")
         stopping = []
-        for unit in units:
-            if current.get(unit.name) is JobState.LOADED:
-                continue
-            self.client.set_target_state(unit.name, JobState.LOADED)
+        changing = [u for u in units if current.get(u.name) is not JobState.LOADED]
+        pmap(lambda u: self.client.set_target_state(u.name, JobState.LOADED), changing)
+        for unit in changing:
             if unit.is_global:
                 self.report.out(f"Triggered global unit {unit.name} stop")
             else:
@@ -135,10 +145,9 @@ class Lifecycle:
             self.report.err(NOT_FOUND)
             return
         waiting = []
-        for unit in units:
-            if not unit.is_global and unit.target_state is JobState.INACTIVE:
-                continue
-            self.client.set_target_state(unit.name, JobState.INACTIVE)
+        changing = [u for u in units if u.is_global or u.target_state is not JobState.INACTIVE]
+        pmap(lambda u: self.client.set_target_state(u.name, JobState.INACTIVE), changing)
+        for unit in changing:
             if unit.is_global:
                 self.report.out(f"Triggered global unit {unit.name} unload")
             else:
@@ -165,8 +174,9 @@ class Lifecycle:
         if not units:
             self.report.err(NOT_FOUND)
             return
-        for unit in units:
-            if self.client.destroy_unit(unit.name):
+        deleted = pmap(lambda u: self.client.destroy_unit(u.name), units)
+        for unit, done in zip(units, deleted, strict=True):
+            if done:
                 self.report.out(f"Destroyed {unit.name}")
 
     def restart(self, args: Sequence[str], *, blocking: Blocking = WAIT) -> None:

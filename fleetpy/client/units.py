@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from fleetpy.client.api import FleetClient
@@ -60,12 +60,7 @@ def unit_names(args: Iterable[str]) -> list[str]:
 
 def find_units(client: FleetClient, args: Sequence[str]) -> list[Unit]:
     """The registry units named by the arguments, in argument order; absent ones are left out (fleet's findUnits)."""
-    found = []
-    for name in unit_names(args):
-        unit = client.unit(name)
-        if unit is not None:
-            found.append(unit)
-    return found
+    return [unit for unit in client.units_named(unit_names(args)).values() if unit is not None]
 
 
 def load_file(path: str, name: str) -> UnitFile:
@@ -151,9 +146,9 @@ def _template_file(path: str, name: str) -> UnitFile:
     return unit_file
 
 
-def _resolve_new(client: FleetClient, arg: str, name: str) -> Resolved:
+def _resolve_new(arg: str, name: str, known: Mapping[str, Unit | None]) -> Resolved:
     """getUnitFile for a unit the registry does not have: the local file, else an instance's template (registry
-    first, then a file next to the argument)."""
+    first, as read into ``known``, then a file next to the argument)."""
     path = unit_path(arg)
     if os.path.lexists(path):
         return Resolved(arg, name, None, load_file(path, name), path)
@@ -164,7 +159,7 @@ def _resolve_new(client: FleetClient, arg: str, name: str) -> Resolved:
         validate_name(name)
     except UnitFileError as err:
         raise UnitCreationError(f"{arg}: invalid unit name \"{name}\": {err}") from err
-    template = client.unit(info.template)
+    template = known.get(info.template)
     if template is not None:
         source = f"template Unit({info.template}) in registry"
         check_requirements(template.unit_file, source=source)
@@ -182,7 +177,8 @@ def resolve_units(client: FleetClient, args: Sequence[str], *, command: str, rep
     unit; prints fleet's notices (differs-from-local warnings, --replace notes) through ``report``."""
     out: dict[str, Resolved] = {}
     names = list(dict.fromkeys(mangle(arg) for arg in args))
-    known = dict(zip(names, pmap(client.unit, names), strict=True))
+    templates = [info.template for info in map(UnitNameInfo.of, names) if info.is_instance]
+    known = client.units_named(list(dict.fromkeys(names + templates)))  # one read each, or one read of all
     for arg in args:
         name = mangle(arg)
         if name in out:
@@ -191,15 +187,21 @@ def resolve_units(client: FleetClient, args: Sequence[str], *, command: str, rep
         if existing is not None:
             out[name] = _check_existing(client, arg, existing, command=command, replace=replace, report=report)
         else:
-            out[name] = _resolve_new(client, arg, name)
+            out[name] = _resolve_new(arg, name, known)
     return list(out.values())
 
 
-def create_units(client: FleetClient, resolved: Sequence[Resolved], *, report: Reporter) -> list[Unit]:
+def create_units(client: FleetClient, resolved: Sequence[Resolved], *, report: Reporter,
+                 state: JobState = JobState.INACTIVE) -> list[Unit]:
     """Write the units that need writing (new ones and replacements), in argument order; warn about what fleet
-    would silently ignore (unknown ``[X-Fleet]`` keys, malformed metadata)."""
+    would silently ignore (unknown ``[X-Fleet]`` keys, malformed metadata). New units get target ``state``,
+    replacements ``inactive`` (the command then sets its state, as fleetctl does)."""
     todo = [item for item in resolved if item.unit_file is not None]
     for item in todo:
         for warning in warnings_for(item.unit_file, item.name):  # type: ignore[arg-type]
             report.err(f"WARNING: Unit {item.name}: {warning}")
-    return pmap(lambda item: client.create_unit(item.name, item.unit_file), todo)  # type: ignore[arg-type]
+
+    def create(item: Resolved) -> Unit:
+        assert item.unit_file is not None
+        return client.create_unit(item.name, item.unit_file, JobState.INACTIVE if item.existing else state)
+    return pmap(create, todo)

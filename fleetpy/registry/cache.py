@@ -97,6 +97,28 @@ class TreeCache:
                       event.store_index - event.node.modified_index)
             self.reload()
 
+    def follow(self) -> None:
+        """Apply the events of one watch stream until it ends: quiet for ``watch_timeout`` s, closed by the
+        store, or after an event from the history (etcd answers a watch that starts in the past with that one
+        event: see ``KVStore.watch_stream``); far behind, one re-read instead. ``run`` calls it in a loop."""
+        if not self.loaded.is_set():
+            self.reload()
+            return
+        try:
+            for event in self.store.watch_stream(self.prefix, after_index=self.index, timeout=self.watch_timeout):
+                self.apply(event)
+                behind = event.store_index - event.node.modified_index
+                if behind >= 0:  # from the history: this stream ends here
+                    if behind > self._catch_up_lag():
+                        log.debug("watch on %s is %d events behind: re-reading", self.prefix, behind)
+                        self.reload()
+                    return
+        except IndexCleared:
+            log.info("watch on %s fell behind the event history: re-reading", self.prefix)
+            self.reload()
+            return
+        self._catch_up()
+
     def _catch_up_lag(self) -> int:
         """How many events behind make a re-read cheaper: a read costs about as much as 1 request per 50 nodes."""
         with self._lock:
@@ -124,7 +146,7 @@ class TreeCache:
             try:
                 if failing:
                     self.reload()
-                self.step()
+                self.follow()
                 if failing:
                     log.info("watch on %s recovered", self.prefix)
                 failing = False

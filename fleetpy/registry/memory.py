@@ -12,7 +12,7 @@ import dataclasses
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from fleetpy.errors import CASConflict, NotFound
 from fleetpy.registry.store import Action, Event, IndexCleared, Listing, Node
@@ -194,6 +194,15 @@ class MemoryStore:
                     self._lock.wait(min(remaining, 0.05))
                 else:
                     self._lock.wait(0.05)
+
+    def watch_stream(self, prefix: str, *, after_index: int, timeout: float) -> Iterator[Event]:
+        """``watch`` in a loop: every event is one from the history (``store_index`` >= its index)."""
+        while True:
+            event = self.watch(prefix, after_index=after_index, timeout=timeout)
+            if event is None:
+                return
+            yield event
+            after_index = event.node.modified_index
 
     def current_index(self) -> int:
         with self._lock:

@@ -8,6 +8,7 @@ suite (tests/registry/test_store_contract.py) runs against both.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -108,6 +109,15 @@ class KVStore(Protocol):
     def watch(self, prefix: str, *, after_index: int, timeout: float) -> Event | None:
         """The first change under ``prefix`` with an index greater than ``after_index``, waiting at most
         ``timeout`` seconds (None on timeout). Raises IndexCleared when ``after_index`` fell out of history."""
+        ...
+
+    def watch_stream(self, prefix: str, *, after_index: int, timeout: float) -> Iterator[Event]:
+        """The changes under ``prefix`` after ``after_index``, in order, for as long as they come: one request
+        for many events (etcd's ``stream=true``) where ``watch`` costs one per event. Ends after ``timeout``
+        seconds without an event or when the store closes the stream. Each event's ``store_index`` is the
+        store's index when the stream was opened: an event at or below it came from the history, and etcd
+        sends only that one (a watch that starts in the past is answered once, not registered), so the reader
+        must open a new stream after it. Raises IndexCleared like ``watch``."""
         ...
 
     def current_index(self) -> int:

@@ -1,9 +1,11 @@
 """``FakeUnitManager``: a complete in-memory systemd for tests of the agent, with fault injection.
 
-Adapter twin of ``DBusUnitManager``, no I/O. It models what the agent relies on: files are linked by ``load`` but
-systemd sees new content only after ``reload``; ``start``/``stop`` change the active state at once (as if the job
-finished instantly). Units can fail (``kill``) or be refused by systemd (``reject``; like systemd, a service with
-neither ExecStart= nor ExecStop= is refused), and any call can be made to raise (``fail``). Every call is recorded
+Adapter twin of ``DBusUnitManager``, no I/O. It models what the agent relies on: files are linked by ``load``; a unit
+systemd has not loaded yet is loaded on first use (a start or a state query: systemd >= 246 rebuilds its unit-file
+cache when a unit directory changed), but new content of a unit it has loaded is seen only after ``reload``;
+``start``/``stop`` change the active state at once (as if the job finished instantly). Units can fail (``kill``)
+or be refused by systemd (``reject``; like systemd, a service with neither ExecStart= nor ExecStop= is refused),
+and any call can be made to raise (``fail``). Every call is recorded
 in ``calls`` so tests can count D-Bus round trips. The shared contract scenario (tests/systemd) keeps it honest.
 """
 
@@ -22,6 +24,7 @@ class FakeUnitManager:
         self._lock = threading.RLock()
         self.files: dict[str, UnitFile] = {}  # the units directory (linked, and enabled when [Install])
         self.enabled: set[str] = set()
+        self.linked: set[str] = set()  # files linked into systemd's search path (a file only in ``files``: not)
         self.seen: dict[str, UnitFile] = {}  # what systemd has loaded (as of the last reload)
         self.active: dict[str, tuple[str, str]] = {}  # name -> (ActiveState, SubState) when not inactive/dead
         self.rejected: set[str] = set()  # names whose content systemd refuses (LoadState bad-setting)
@@ -70,6 +73,8 @@ class FakeUnitManager:
                 and not unit_file.values("Service", "ExecStart") and not unit_file.values("Service", "ExecStop"))
 
     def _state(self, name: str) -> SystemdState:
+        if name not in self.seen and name in self.files and name in self.linked:  # loaded on demand
+            self.seen[name] = self.files[name]
         active, sub = self.active.get(name, ("inactive", "dead"))
         if name not in self.seen:
             return SystemdState("not-found", active, sub) if name in self.active else NOT_FOUND
@@ -81,6 +86,7 @@ class FakeUnitManager:
         with self._lock:
             self._call("load", name)
             self.files[name] = unit_file
+            self.linked.add(name)
             if unit_file.has_section("Install"):
                 self.enabled.add(name)
 
@@ -89,18 +95,19 @@ class FakeUnitManager:
             self._call("unload", name)
             self.active.pop(name, None)  # StopUnit, then ResetFailedUnit
             self.enabled.discard(name)
+            self.linked.discard(name)
             self.files.pop(name, None)
 
     def reload(self) -> None:
         with self._lock:
             self._call("reload")
             self.reloads += 1
-            self.seen = dict(self.files)
+            self.seen = {name: f for name, f in self.files.items() if name in self.linked}
 
     def start(self, name: str) -> None:
         with self._lock:
             self._call("start", name)
-            if name not in self.seen and name in self.files:  # systemd loads an unknown unit on demand
+            if name not in self.seen and name in self.files and name in self.linked:  # loaded on demand
                 self.seen[name] = self.files[name]
             if name not in self.seen:
                 raise SystemdError(f"StartUnit {name}: Unit {name} not found.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -23,7 +23,7 @@ def h() -> Iterator[Harness]:
 
 def test_launched_unit_is_loaded_started_and_published(h: Harness) -> None:
     h.submit(unit("a.service", L))
-    assert h.reconcile() == ["LoadUnit a.service", "ReloadUnitFiles", "StartUnit a.service"]
+    assert h.reconcile() == ["LoadUnit a.service", "StartUnit a.service"]
     assert h.fake.active["a.service"] == ("active", "running")
     h.publish()
     assert h.states() == {"a.service": ("loaded", "active", "running")}
@@ -35,7 +35,7 @@ def test_launched_unit_is_loaded_started_and_published(h: Harness) -> None:
 
 def test_loaded_then_started_then_stopped(h: Harness) -> None:
     h.submit(unit("a.service", D))
-    assert h.reconcile() == ["LoadUnit a.service", "ReloadUnitFiles"]
+    assert h.reconcile() == ["LoadUnit a.service"]
     h.publish()
     assert h.states() == {"a.service": ("loaded", "inactive", "dead")}
     h.set_state("a.service", L)
@@ -88,11 +88,11 @@ def test_replaced_content_is_unloaded_loaded_and_restarted(h: Harness) -> None:
     assert h.registry.unit_states(unit_name="a.service")[0].unit_hash == unit("a.service", L, "v2").hash
 
 
-def test_many_units_one_daemon_reload_and_one_state_query_per_poll(h: Harness) -> None:
+def test_many_new_units_no_daemon_reload_and_one_state_query_per_poll(h: Harness) -> None:
     for i in range(50):
         h.submit(unit(f"u{i:02d}.service", L))
     tasks = h.reconcile()
-    assert tasks.count("ReloadUnitFiles") == 1 and len(tasks) == 101
+    assert tasks.count("ReloadUnitFiles") == 0 and len(tasks) == 100  # new files: no reload
     before = h.fake.count("states")
     h.publish()
     assert h.fake.count("states") == before + 1
@@ -123,7 +123,7 @@ def test_restarted_agent_leaves_running_units_alone(h: Harness) -> None:
     try:
         again.publisher.adopt()
         assert again.reconcile() == []
-        assert h.fake.count("start") == starts and h.fake.count("reload") == 1
+        assert h.fake.count("start") == starts and h.fake.count("reload") == 0
         again.publish()
         # the adopted states and heartbeat were already right: nothing rewritten, nothing refreshed
         assert "set" not in again.store.calls and "refresh" not in again.store.calls
@@ -165,11 +165,11 @@ def test_a_failed_load_halts_the_pass_and_the_next_pass_goes_on(h: Harness) -> N
     h.fake.fail("load", "b.service", "No space left on device")
     assert [(o.task.kind.value, o.task.unit, bool(o.error), o.skipped) for o in h.outcomes()] == [
         ("LoadUnit", "a.service", False, False), ("LoadUnit", "b.service", True, False),
-        ("LoadUnit", "c.service", False, False), ("ReloadUnitFiles", "", False, True),
+        ("LoadUnit", "c.service", False, False),
         ("StartUnit", "a.service", False, True), ("StartUnit", "b.service", False, True),
         ("StartUnit", "c.service", False, True)]
     assert h.agent.trigger.wait(0)  # progress was made: the loop runs again at once
-    assert h.reconcile() == ["LoadUnit b.service", "ReloadUnitFiles", "StartUnit a.service", "StartUnit b.service",
+    assert h.reconcile() == ["LoadUnit b.service", "StartUnit a.service", "StartUnit b.service",
                              "StartUnit c.service"]
     assert h.reconcile() == []
 
@@ -178,7 +178,7 @@ def test_a_failed_start_does_not_keep_the_other_starts_of_its_batch_back(h: Harn
     for name in ("a.service", "b.service", "c.service"):
         h.submit(unit(name, L))
     h.fake.fail("start", "b.service", "Unit b.service has a bad unit file setting.")
-    assert h.reconcile() == ["LoadUnit a.service", "LoadUnit b.service", "LoadUnit c.service", "ReloadUnitFiles",
+    assert h.reconcile() == ["LoadUnit a.service", "LoadUnit b.service", "LoadUnit c.service",
                              "StartUnit a.service", "StartUnit c.service"]
     assert h.reconcile() == []  # b is not retried (fleet sets the target state first)
     assert h.fake.count("start", "b.service") == 1
@@ -188,7 +188,7 @@ def test_a_start_that_failed_for_a_transient_reason_is_retried(h: Harness) -> No
     h.submit(unit("a.service", L))
     h.fake.fail("start", "a.service", "The maximum number of pending replies per connection has been reached",
                 transient=True)
-    assert h.reconcile() == ["LoadUnit a.service", "ReloadUnitFiles"]
+    assert h.reconcile() == ["LoadUnit a.service"]
     assert h.reconcile() == ["StartUnit a.service"]
     assert h.fake.active["a.service"] == ("active", "running")
     h.publish()
@@ -219,7 +219,7 @@ def test_global_units_follow_metadata_including_dynamic_metadata(h: Harness) -> 
     h.submit(unit("web.service", L, Global="true", MachineMetadata="role=web"), target=None)
     h.submit(unit("db.service", L, Global="true", MachineMetadata="role=db"), target=None)
     h.submit(unit("all.service", L, Global="true"), target=None)
-    assert h.reconcile() == ["LoadUnit all.service", "LoadUnit web.service", "ReloadUnitFiles",
+    assert h.reconcile() == ["LoadUnit all.service", "LoadUnit web.service",
                              "StartUnit all.service", "StartUnit web.service"]
     h.registry.set_machine_metadata(ME, "role", "db")
     assert h.reconcile() == ["UnloadUnit web.service", "LoadUnit db.service", "ReloadUnitFiles",
@@ -229,7 +229,7 @@ def test_global_units_follow_metadata_including_dynamic_metadata(h: Harness) -> 
 def test_conflicting_units_skip_the_later_one(h: Harness) -> None:
     h.submit(unit("a.service", L))
     h.submit(unit("b.service", L, Conflicts="a.service"))
-    assert h.reconcile() == ["LoadUnit a.service", "ReloadUnitFiles", "StartUnit a.service"]
+    assert h.reconcile() == ["LoadUnit a.service", "StartUnit a.service"]
     h.registry.destroy_unit("a.service")
     assert h.reconcile() == ["UnloadUnit a.service", "LoadUnit b.service", "ReloadUnitFiles",
                              "StartUnit b.service"]
@@ -244,16 +244,28 @@ def test_install_section_enables_the_unit(h: Harness) -> None:
     assert "side.service" in h.fake.enabled
 
 
-def test_job_events_wake_the_loop_but_heartbeats_do_not(h: Harness) -> None:
+def test_job_events_wake_the_loop_only_when_they_can_matter_here(h: Harness) -> None:
     h.jobs.on_change = h.agent.on_job_event
     h.jobs.reload()
     assert h.agent.trigger.wait(0)
-    h.registry.unit_heartbeat("a.service", ME)
-    h.jobs.step()
-    assert not h.agent.trigger.wait(0)
-    h.registry.set_target_state("a.service", L)
-    h.jobs.step()
-    assert h.agent.trigger.wait(0)
+
+    def wakes(change: Callable[[], None]) -> bool:
+        h.agent.trigger.wait(0)  # consumes a pending wake-up
+        change()
+        while h.jobs.index < h.memory.current_index():
+            h.jobs.step()
+        return h.agent.trigger.wait(0)
+
+    assert not wakes(lambda: h.registry.unit_heartbeat("a.service", ME))
+    assert wakes(lambda: h.submit(unit("a.service", L)))  # scheduled here
+    h.agent.reconcile()  # reads a's body, which the units below share
+    assert not wakes(lambda: h.submit(unit("b.service", L), target=OTHER))  # elsewhere
+    assert not wakes(lambda: h.registry.set_target_state("b.service", JobState.LOADED))
+    assert not wakes(lambda: h.submit(unit("c.service", L), target=None))  # same body as a: known, not global
+    assert wakes(lambda: h.submit(unit("d.service", L, "v2"), target=None))  # unknown body
+    assert wakes(lambda: h.submit(unit("g.service", L, Global="true"), target=None))
+    assert wakes(lambda: h.registry.set_target_state("a.service", JobState.LOADED))  # a local unit
+    assert wakes(lambda: h.registry.destroy_unit("a.service"))
 
 
 def test_etcd_outage_keeps_units_running_and_reconverges(h: Harness) -> None:

@@ -25,9 +25,9 @@ CASES = [
     ("desired-inactive-present", [unit("a.service", I)], [local("a.service", D)],
      ["UnloadUnit a.service", "ReloadUnitFiles"]),
     ("desired-inactive-absent", [unit("a.service", I)], [], []),
-    ("desired-loaded-absent", [unit("a.service", D)], [], ["LoadUnit a.service", "ReloadUnitFiles"]),
+    ("desired-loaded-absent", [unit("a.service", D)], [], ["LoadUnit a.service"]),
     ("desired-launched-absent", [unit("a.service", L)], [],
-     ["LoadUnit a.service", "ReloadUnitFiles", "StartUnit a.service"]),
+     ["LoadUnit a.service", "StartUnit a.service"]),
     ("loaded-want-launched", [unit("a.service", L)], [local("a.service", D)], ["StartUnit a.service"]),
     ("launched-want-loaded", [unit("a.service", D)], [local("a.service", L)], ["StopUnit a.service"]),
     ("launched-want-launched", [unit("a.service", L)], [local("a.service", L)], []),
@@ -38,8 +38,11 @@ CASES = [
      ["UnloadUnit a.service", "LoadUnit a.service", "ReloadUnitFiles"]),
     ("hash-unknown-after-restart", [unit("a.service", L)], [LocalUnit("a.service", "", L)],
      ["UnloadUnit a.service", "LoadUnit a.service", "ReloadUnitFiles", "StartUnit a.service"]),
-    ("one-reload-for-many", [unit("a.service", L), unit("b.service", L), unit("c.service", D)], [],
-     ["LoadUnit a.service", "LoadUnit b.service", "LoadUnit c.service", "ReloadUnitFiles",
+    ("no-reload-for-new-files", [unit("a.service", L), unit("b.service", L), unit("c.service", D)], [],
+     ["LoadUnit a.service", "LoadUnit b.service", "LoadUnit c.service", "StartUnit a.service", "StartUnit b.service"]),
+    ("one-reload-for-many", [unit("a.service", L), unit("b.service", L, "v2")],
+     [local("b.service", L), local("c.service")],
+     ["UnloadUnit b.service", "UnloadUnit c.service", "LoadUnit a.service", "LoadUnit b.service", "ReloadUnitFiles",
       "StartUnit a.service", "StartUnit b.service"]),
     ("kind-order-across-units",
      [unit("a.service", L), unit("b.service", D), unit("d.service", L, "v2")],
@@ -49,7 +52,7 @@ CASES = [
     ("no-reload-for-start-stop-only", [unit("a.service", L), unit("b.service", D)],
      [local("a.service", D), local("b.service", L)], ["StopUnit b.service", "StartUnit a.service"]),
     ("names-sorted-within-kind", [unit("z.service", L), unit("a.service", L), unit("m@1.service", L)], [],
-     ["LoadUnit a.service", "LoadUnit m@1.service", "LoadUnit z.service", "ReloadUnitFiles",
+     ["LoadUnit a.service", "LoadUnit m@1.service", "LoadUnit z.service",
       "StartUnit a.service", "StartUnit m@1.service", "StartUnit z.service"]),
 ]
 
@@ -68,7 +71,7 @@ REASONS = [
     ("stop", [unit("a.service", D)], [local("a.service", L)], TaskKind.STOP, Reason.WANT_LOADED),
     ("hash-unload", [unit("a.service", L, "v2")], [local("a.service")], TaskKind.UNLOAD, Reason.HASH_DIFFERS),
     ("hash-load", [unit("a.service", L, "v2")], [local("a.service")], TaskKind.LOAD, Reason.HASH_DIFFERS),
-    ("reload", [unit("a.service", D)], [], TaskKind.RELOAD, Reason.RELOAD),
+    ("reload", [], [local("a.service")], TaskKind.RELOAD, Reason.RELOAD),
 ]
 
 
@@ -90,7 +93,9 @@ def test_order_drops_a_needless_reload_and_dedupes() -> None:
     start = Task(TaskKind.START, "a.service", Reason.WANT_LAUNCHED)
     assert order([reload, start]) == [start]
     load = Task(TaskKind.LOAD, "a.service", Reason.NOT_LOADED)
-    assert order([reload, load, reload]) == [load, reload]
+    assert order([reload, load, reload]) == [load]
+    unload = Task(TaskKind.UNLOAD, "b.service", Reason.NOT_SCHEDULED)
+    assert order([reload, load, unload, reload]) == [unload, load, reload]
 
 
 def test_purge_unloads_everything() -> None:
@@ -103,4 +108,4 @@ def test_purge_unloads_everything() -> None:
 def test_task_renders_as_one_log_line() -> None:
     task = Task(TaskKind.LOAD, "x.service", Reason.NOT_LOADED)
     assert str(task) == 'LoadUnit unit=x.service reason="unit scheduled here but not loaded"'
-    assert str(Task(TaskKind.RELOAD, "", Reason.RELOAD)) == 'ReloadUnitFiles reason="always reload unit files"'
+    assert str(Task(TaskKind.RELOAD, "", Reason.RELOAD)) == 'ReloadUnitFiles reason="unit files removed or replaced"'

@@ -178,3 +178,66 @@ def test_tree_cache_far_behind_a_burst_re_reads_instead_of_one_request_per_event
     store.set(f"{etcd_prefix}d/last", "x")
     cache.step()  # close behind again: event by event
     assert cache.reloads == 2 and cache.get(f"{etcd_prefix}d/last") is not None
+
+
+def test_watch_stream_delivers_live_events_in_order_then_ends_when_quiet(store: KVStore, etcd_prefix: str) -> None:
+    store.set(f"{etcd_prefix}s/seed", "0")
+    index = store.current_index()
+
+    def writes() -> None:
+        time.sleep(0.3)
+        for i in range(5):
+            store.set(f"{etcd_prefix}s/k{i}", str(i))
+        store.delete(f"{etcd_prefix}s/k0")
+    timer = threading.Thread(target=writes)
+    timer.start()
+    started = time.monotonic()
+    try:
+        events = list(store.watch_stream(f"{etcd_prefix}s", after_index=index, timeout=1.0))
+    finally:
+        timer.join()
+    assert [(e.action.removes, e.node.key.rsplit("/", 1)[1]) for e in events] == [
+        (False, f"k{i}") for i in range(5)] + [(True, "k0")]
+    assert [e.node.value for e in events[:5]] == [str(i) for i in range(5)]
+    assert 1.0 <= time.monotonic() - started < 5.0  # ended after a quiet second
+
+
+def test_watch_stream_from_the_past_answers_one_history_event_marked_as_such(store: KVStore,
+                                                                            etcd_prefix: str) -> None:
+    index = store.current_index()
+    store.set(f"{etcd_prefix}p/a", "1")
+    store.set(f"{etcd_prefix}p/b", "2")
+    first = next(iter(store.watch_stream(f"{etcd_prefix}p", after_index=index, timeout=1.0)))
+    assert first.node.key == f"{etcd_prefix}p/a"
+    assert first.store_index >= first.node.modified_index  # from the history: the reader opens a new stream
+
+
+def test_watch_stream_index_cleared_after_history(store: KVStore, etcd_prefix: str) -> None:
+    start = store.current_index()
+    for i in range(1010):
+        store.set(f"{etcd_prefix}hs/k", str(i))
+    with pytest.raises(IndexCleared):
+        next(iter(store.watch_stream(f"{etcd_prefix}hs", after_index=start, timeout=1)))
+
+
+def test_tree_cache_follows_a_burst_on_one_stream(store: KVStore, etcd_prefix: str) -> None:
+    from fleetpy.registry.cache import TreeCache
+
+    cache = TreeCache(store, f"{etcd_prefix}f", watch_timeout=0.5)
+    cache.follow()  # loads the empty tree
+    stop = threading.Event()
+    runner = threading.Thread(target=cache.run, args=(stop,))
+    runner.start()
+    try:
+        time.sleep(0.3)
+        for i in range(60):
+            store.set(f"{etcd_prefix}f/u{i:02}", str(i))
+        store.delete(f"{etcd_prefix}f/u00")
+        deadline = time.monotonic() + 5
+        while len(cache.nodes()) != 59 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [n.value for n in cache.nodes()] == [str(i) for i in range(1, 60)]
+        assert cache.reloads == 1
+    finally:
+        stop.set()
+        runner.join(5)

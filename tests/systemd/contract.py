@@ -61,8 +61,16 @@ def scenario(manager: UnitManager, prefix: str = "contract") -> list[Any]:
     settle(manager, a, ("active", "running"))
     manager.load(a, GOOD2)  # replacing content: unload first is the agent's job; load overwrites
     out.append(("hash-after-replace", manager.units()[a] == GOOD2.hash))
-    manager.unload(a)
-    manager.unload(bad)
+    fresh = f"{prefix}-fresh.service"
+    manager.load(fresh, GOOD)  # systemd has never seen it: it starts with no daemon-reload (systemd >= 246)
+    manager.start(fresh)
+    out.append(("new-file-starts-without-reload", triple(settle(manager, fresh, ("active", "running")))))
+    manager.load(missing, GOOD)  # systemd looked it up before and found nothing: it looks again
+    manager.start(missing)
+    out.append(("not-found-then-linked-starts-without-reload",
+                triple(settle(manager, missing, ("active", "running")))))
+    for name in (a, bad, fresh, missing):
+        manager.unload(name)
     manager.reload()
     out.append(("unloaded", triple(manager.states([a])[a])))
     out.append(("units-after", sorted(n for n in manager.units() if n.startswith(prefix))))
@@ -80,6 +88,8 @@ EXPECTED: list[Any] = [
     ("start-missing-names-call-and-unit", True),
     ("start-many-fails-only-the-missing", ["contract-missing.service"]),
     ("hash-after-replace", True),
+    ("new-file-starts-without-reload", ("loaded", "active", "running")),
+    ("not-found-then-linked-starts-without-reload", ("loaded", "active", "running")),
     ("unloaded", ("not-found", "inactive", "dead")),
     ("units-after", []),
     ("states-of-nothing", {}),
