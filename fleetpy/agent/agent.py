@@ -251,7 +251,7 @@ class Agent:
         self.publisher.track(self.manager.units(), self._launched())
         self.publisher.verify(self._job_states)
         if tasks:
-            self.publisher.kick()
+            self.publisher.kick(sorted({t.unit for t in tasks if t.unit}))
         failed = any(o.error for o in outcomes)
         if failed and any(not o.error and not o.skipped for o in outcomes):
             self.trigger.fire()  # progress was made: go on with the rest right away
@@ -268,7 +268,7 @@ class Agent:
             took = (time.monotonic() - started) * 1000
             if kind is TaskKind.UNLOAD:  # their states go now, not after the daemon-reload that follows
                 self.publisher.track(self.manager.units(), self._launched())
-                self.publisher.kick()
+                self.publisher.kick([t.unit for t in group])
             batch = f" (batch of {len(group)})" if len(group) > 1 else ""
             for task in group:
                 error = failures.get(task.unit)

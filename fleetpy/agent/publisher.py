@@ -29,13 +29,16 @@ log = logging.getLogger("fleetpy.agent.publisher")
 
 Fingerprint = tuple[str, str, str, str]  # load, active, sub, hash
 _UNKNOWN: Fingerprint = ("", "", "", "")  # an adopted state that must be written again whatever it holds
+LEGACY_DELAY = 1.0  # fleet's legacy state/<unit> copy (no reader uses it) waits: a start's transient states and the
+# burst itself cost one write of it per unit, after the writes that readers wait for
 VERIFY_GRACE = 5.0  # a heartbeat written or cleared this recently may not be in the job cache yet
 
 
 class StatePublisher:
     def __init__(self, *, registry: Registry, manager: UnitManager, machine_id: str,
                  poll_interval: float = 0.5, burst_interval: float = 0.05, burst: float = 3.0, workers: int = 8,
-                 verify_grace: float = VERIFY_GRACE, clock: Callable[[], float] = time.monotonic) -> None:
+                 verify_grace: float = VERIFY_GRACE, legacy_delay: float = LEGACY_DELAY,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = registry
         self.manager = manager
         self.machine_id = machine_id
@@ -43,6 +46,7 @@ class StatePublisher:
         self.burst_interval = burst_interval
         self.burst = burst
         self.verify_grace = verify_grace
+        self.legacy_delay = legacy_delay
         self.clock = clock
         self.trigger = Trigger()
         self.writer = KeyedWriter(workers=workers, name="publisher")
@@ -53,7 +57,8 @@ class StatePublisher:
         self._sent: dict[str, Fingerprint] = {}  # last state handed to the writer
         self._published: set[str] = set()  # states known to be in the registry (removed by purge)
         self._beat_at: dict[str, float] = {}  # when a heartbeat write or clear was last handed to the writer
-        self._burst_until = 0.0
+        self._hot: dict[str, float] = {}  # units polled every burst_interval until settled (or until then)
+        self._full_at = float("-inf")  # when every owned unit was last polled
         self._poll_failing = ""
         self.polls = 0
 
@@ -64,10 +69,14 @@ class StatePublisher:
             self._launched = set(launched) & set(owned)
         self._tracked.set()
 
-    def kick(self) -> None:
-        """Something changed: poll now and often for a little while."""
+    def kick(self, names: Iterable[str] | None = None) -> None:
+        """Something changed: poll now, and the units acted on (``names``; None: every owned unit) every
+        ``burst_interval`` until each has settled (active or failed when launched, inactive otherwise) or
+        ``burst`` s passed; the others at the usual ``poll_interval``."""
         with self._lock:
-            self._burst_until = self.clock() + self.burst
+            until = self.clock() + self.burst
+            for name in self._owned if names is None else names:
+                self._hot[name] = until
         self.trigger.fire()
 
     def heartbeat(self, name: str, *, fresh: bool = True) -> None:
@@ -141,17 +150,23 @@ class StatePublisher:
             self.writer.submit(f"hb:{name}", self._clear_op(name))
 
     # -- work ---------------------------------------------------------------------------------------------
-    def poll(self) -> None:
-        """One ``states`` call for every owned unit; hand changed states and removals to the writer."""
+    def poll(self, *, full: bool = True) -> None:
+        """One ``states`` call for every owned unit (``full=False``: for the units acted on that have not
+        settled yet); hand changed states and removals to the writer."""
         if not self._tracked.is_set():
             return
+        now = self.clock()
         with self._lock:
             owned = dict(self._owned)
+            if full:
+                self._full_at = now
+            else:
+                owned = {n: h for n, h in owned.items() if self._hot.get(n, 0.0) > now}
         started = time.monotonic()
         states = self.manager.states(sorted(owned)) if owned else {}
         self.polls += 1
         with self._lock:
-            gone = [name for name in self._sent if name not in owned]
+            gone = [name for name in self._sent if name not in self._owned]
             for name in gone:
                 del self._sent[name]
             changed = []
@@ -159,6 +174,8 @@ class StatePublisher:
                 sd = states.get(name)
                 if sd is None:
                     continue
+                if self._settled(name, sd.active) or self._hot.get(name, 0.0) <= now:
+                    self._hot.pop(name, None)
                 fingerprint = (sd.load, sd.active, sd.sub, unit_hash)
                 if self._sent.get(name) != fingerprint:
                     self._sent[name] = fingerprint
@@ -169,15 +186,20 @@ class StatePublisher:
         for name, sd, unit_hash in changed:
             state = self._state(name, sd, unit_hash)
             self.writer.submit(f"st:{name}", self._save_op(state), urgent=True)
-            self.writer.submit(f"legacy:{name}", self._legacy_op(state))
+            self.writer.submit(f"legacy:{name}", self._legacy_op(state), delay=self.legacy_delay)
         if gone or changed:
             log.debug("poll of %d units: %d changed, %d gone (%.1f ms)", len(owned), len(changed), len(gone),
                       (time.monotonic() - started) * 1000)
 
+    def _settled(self, name: str, active: str) -> bool:
+        return active in (("active", "failed") if name in self._launched else ("inactive", "failed"))
+
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                self.poll()
+                with self._lock:
+                    full = not self._hot or self.clock() - self._full_at >= self.poll_interval
+                self.poll(full=full)
                 if self._poll_failing:
                     log.info("systemd state polling recovered")
                 self._poll_failing = ""
@@ -187,7 +209,9 @@ class StatePublisher:
                 self._poll_failing = str(err)
             now = self.clock()
             with self._lock:
-                interval = self.burst_interval if now < self._burst_until else self.poll_interval
+                for name in [n for n, until in self._hot.items() if until <= now or n not in self._owned]:
+                    del self._hot[name]
+                interval = self.burst_interval if self._hot else self.poll_interval
             self.trigger.wait(interval)
 
     def purge(self, timeout: float = 10.0) -> bool:

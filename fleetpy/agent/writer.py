@@ -1,7 +1,8 @@
 """``KeyedWriter``: registry writes run on a few worker threads, the latest write per key wins.
 
 I/O executor for the publisher (state saves, TTL refreshes, heartbeats). One write per key is in flight at a time,
-a newer write for a key replaces a pending one, and a write that fails because etcd is unreachable is retried
+a newer write for a key replaces a pending one, a write can be held back for a while (``delay``: changes of the
+key within that time then cost one write), and a write that fails because etcd is unreachable is retried
 with backoff (logged once per outage) unless a newer one replaced it. Keeps a slow etcd off the reconcile path.
 """
 
@@ -26,6 +27,7 @@ class KeyedWriter:
         self._cond = threading.Condition()
         self._pending: dict[str, Op] = {}
         self._urgent: dict[str, None] = {}  # pending keys that go before the others (ordered)
+        self._due: dict[str, float] = {}  # pending keys held back until then (monotonic time)
         self._inflight: set[str] = set()
         self._closed = False
         self._down_until = 0.0
@@ -37,14 +39,20 @@ class KeyedWriter:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, key: str, op: Op, *, urgent: bool = False) -> None:
-        """Queue ``op`` as the write of ``key`` (replacing a pending one); ``urgent`` writes go first."""
+    def submit(self, key: str, op: Op, *, urgent: bool = False, delay: float = 0.0) -> None:
+        """Queue ``op`` as the write of ``key`` (replacing a pending one); ``urgent`` writes go first; ``delay``:
+        not before that many seconds (a pending held-back write of the key keeps its time: the key is written
+        at most ``delay`` s after its first change)."""
         with self._cond:
+            held = self._due.get(key) if key in self._pending else None
             self._pending.pop(key, None)
             self._pending[key] = op  # re-inserted at the end: FIFO among keys
             self._urgent.pop(key, None)
+            self._due.pop(key, None)
             if urgent:
                 self._urgent[key] = None
+            if delay > 0:
+                self._due[key] = held if held is not None else time.monotonic() + delay
             self._cond.notify()
 
     def idle(self) -> bool:
@@ -73,15 +81,20 @@ class KeyedWriter:
     def _next(self) -> tuple[str, Op] | None:
         with self._cond:
             while not self._closed:
-                wait = self._down_until - time.monotonic()
+                now = time.monotonic()
+                wait = self._down_until - now
                 if wait <= 0:
+                    wait = 1.0
                     for keys in (self._urgent, self._pending):
                         for key in keys:
-                            if key not in self._inflight:
+                            due = self._due.get(key)
+                            if due is not None and due > now:
+                                wait = min(wait, due - now)
+                            elif key not in self._inflight:
                                 self._inflight.add(key)
                                 self._urgent.pop(key, None)
+                                self._due.pop(key, None)
                                 return key, self._pending.pop(key)
-                    wait = 1.0
                 self._cond.wait(min(wait, 1.0))
             return None
 

@@ -8,7 +8,7 @@ AbleToRun, HasConflict, hasReplace; ``machine.HasMetadata``). Globs are ``fnmatc
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import NamedTuple, Protocol
 
@@ -75,21 +75,21 @@ def metadata_matches(metadata: Mapping[str, str], required: Mapping[str, Sequenc
     return all(metadata.get(key) in values for key, values in required.items())
 
 
-def glob_matches(patterns: Iterable[str], name: str) -> bool:
-    return any(fnmatchcase(name, pattern) for pattern in patterns)
+def glob_matches(patterns: Sequence[str], name: str) -> bool:
+    return bool(patterns) and any(fnmatchcase(name, pattern) for pattern in patterns)
 
 
 def conflicting_unit(name: str, conflicts: Sequence[str], others: Mapping[str, Requirements]) -> str | None:
     """The first other unit (sorted) that ``name`` conflicts with, in either direction; None when none.
 
     ``name``'s Conflicts globs are matched against the others' names, and each other's Conflicts against ``name``.
-    A unit never conflicts with itself."""
-    for other in sorted(others):
-        if other == name:
-            continue
-        if glob_matches(conflicts, other) or glob_matches(others[other].conflicts, name):
-            return other
-    return None
+    A unit never conflicts with itself. One pass, no sort (it runs for every unit and candidate machine)."""
+    found: str | None = None
+    for other, reqs in others.items():
+        if (found is None or other < found) and other != name and (
+                glob_matches(conflicts, other) or (reqs.conflicts and glob_matches(reqs.conflicts, name))):
+            found = other
+    return found
 
 
 def has_conflict(name: str, conflicts: Sequence[str], others: Mapping[str, Requirements]) -> bool:
@@ -112,11 +112,12 @@ def replaced_units(name: str, requirements: Requirements, others: Mapping[str, R
 
 def replaced_by(name: str, requirements: Requirements, others: Mapping[str, Requirements]) -> str | None:
     """The first other unit (sorted) that replaces ``name``, one way only; None when none."""
-    for other in sorted(others):
-        reqs = others[other]
-        if other != name and reqs.replaces and replaces_one_way(other, reqs.replaces, name, requirements.replaces):
-            return other
-    return None
+    found: str | None = None
+    for other, reqs in others.items():
+        if reqs.replaces and (found is None or other < found) and other != name \
+                and replaces_one_way(other, reqs.replaces, name, requirements.replaces):
+            found = other
+    return found
 
 
 def first_refusal(view: MachineView, name: str, requirements: Requirements) -> Refusal | None:

@@ -58,7 +58,8 @@ class Harness:
         self.registry = Registry(self.store, PREFIX)  # type: ignore[arg-type]
         self.fake = manager or FakeUnitManager()
         self.machine = MachineState(machine_id, public_ip="10.0.0.1", metadata=metadata or {})
-        self.publisher = StatePublisher(registry=self.registry, manager=self.fake, machine_id=machine_id)
+        self.publisher = StatePublisher(registry=self.registry, manager=self.fake, machine_id=machine_id,
+                                        legacy_delay=0.0)
         self.jobs = TreeCache(self.store, self.registry.keys.tree(Tree.JOB))  # type: ignore[arg-type]
         self.machine_tree = TreeCache(self.store, self.registry.keys.machine_dir(machine_id))  # type: ignore[arg-type]
         self.agent = Agent(registry=self.registry, manager=self.fake, publisher=self.publisher,

@@ -3,6 +3,7 @@ re-registered, heartbeats repaired from the job cache, removal of units no longe
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -22,7 +23,7 @@ def world() -> Iterator[tuple[StatePublisher, Registry, FakeUnitManager, FakeClo
     clock = FakeClock()
     registry = Registry(MemoryStore(clock=clock), "/p/")
     fake = FakeUnitManager()
-    publisher = StatePublisher(registry=registry, manager=fake, machine_id=ME, clock=clock)
+    publisher = StatePublisher(registry=registry, manager=fake, machine_id=ME, clock=clock, legacy_delay=0.0)
     yield publisher, registry, fake, clock
     publisher.close(timeout=1)
 
@@ -163,6 +164,45 @@ def test_units_no_longer_owned_lose_their_state(world: tuple) -> None:
     run(publisher)
     assert [s.name for s in registry.unit_states()] == ["b.service"]
     assert registry.store.get(registry.keys.legacy_state("a.service")) is None
+
+
+def test_burst_polls_ask_only_for_the_units_acted_on_until_they_settle(world: tuple,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    publisher, registry, fake, clock = world
+    for name in ("a.service", "b.service"):
+        fake.load(name, unit_file())
+    publisher.track(fake.units(), ["a.service"])
+    asked: list[list[str]] = []
+    real = fake.states
+    monkeypatch.setattr(fake, "states", lambda names: asked.append(list(names)) or real(names))
+    publisher.kick(["a.service"])
+    publisher.poll(full=False)
+    assert asked == [["a.service"]]  # a is launched but not active yet: still hot
+    fake.start("a.service")
+    publisher.poll(full=False)
+    publisher.poll(full=False)
+    assert asked[1:] == [["a.service"]]  # active: settled, not asked for again between full polls
+    publisher.poll()
+    assert asked[-1] == ["a.service", "b.service"]
+    assert publisher.writer.flush(5) and len(registry.unit_states()) == 2
+
+
+def test_the_legacy_copy_is_written_after_the_state_and_held_back() -> None:
+    registry = Registry(MemoryStore(), "/p/")
+    fake = FakeUnitManager()
+    publisher = StatePublisher(registry=registry, manager=fake, machine_id=ME, legacy_delay=0.4)
+    try:
+        fake.load("a.service", unit_file())
+        publisher.track(fake.units(), [])
+        publisher.poll()
+        deadline = time.monotonic() + 2
+        while not registry.unit_states() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert registry.unit_states() and registry.store.get(registry.keys.legacy_state("a.service")) is None
+        assert publisher.writer.flush(2)
+        assert registry.store.get(registry.keys.legacy_state("a.service")) is not None
+    finally:
+        publisher.close(timeout=1)
 
 
 def test_purge_removes_states_and_heartbeats(world: tuple) -> None:

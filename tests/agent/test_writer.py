@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -40,6 +41,18 @@ def test_urgent_writes_go_first(writer: KeyedWriter) -> None:
     gate.set()
     assert writer.flush(5)
     assert done == ["fast", "slow1", "slow2"]
+
+
+def test_a_delayed_write_waits_and_changes_meanwhile_cost_one_write(writer: KeyedWriter) -> None:
+    done: list[tuple[str, float]] = []
+    start = time.monotonic()
+    writer.submit("legacy", lambda: done.append(("v1", time.monotonic() - start)), delay=0.3)
+    writer.submit("now", lambda: done.append(("now", time.monotonic() - start)))
+    time.sleep(0.1)
+    writer.submit("legacy", lambda: done.append(("v2", time.monotonic() - start)), delay=0.3)  # keeps its time
+    assert writer.flush(5)
+    assert [what for what, _ in done] == ["now", "v2"]
+    assert done[0][1] < 0.1 and 0.3 <= done[1][1] < 0.39
 
 
 def test_unreachable_etcd_is_retried_until_it_returns(writer: KeyedWriter, caplog: pytest.LogCaptureFixture) -> None:
