@@ -1,8 +1,10 @@
 """``TreeCache``: an up-to-date local copy of one registry tree, kept current from the watch stream.
 
 Adapter-side helper for the agent and the engine: read the tree once, then apply each watch event to the copy
-instead of re-reading everything per event (fleet issue #804). Re-reads only when the watch index is cleared
-(more than 1000 events behind) or after an error. ``on_change`` fires after each applied event (a loop Trigger).
+instead of re-reading everything per event (fleet issue #804). While quiet it long-polls (one request per
+``watch_timeout`` s); once a change comes it streams the changes that follow on one request until quiet again.
+Re-reads only when the watch index is cleared (more than 1000 events behind), when far behind, or after an
+error. ``on_change`` fires after each applied event (a loop Trigger).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from fleetpy.errors import FleetError
 from fleetpy.registry.store import Event, IndexCleared, KVStore, Node
 
 CATCH_UP_LAG = 100  # events behind the store before a re-read replaces the event-by-event catch-up
+STREAM_QUIET = 0.5  # a watch stream with no event for this long ends: the tree is quiet again (or etcd dropped it)
 log = logging.getLogger("fleetpy.registry.cache")
 
 
@@ -75,49 +78,56 @@ class TreeCache:
         if self.on_change is not None:
             self.on_change(event)
 
-    def step(self) -> None:
-        """Wait for one event (or the watch timeout) and apply it; reload when needed."""
+    def step(self) -> bool:
+        """Wait for one event (or the watch timeout) and apply it; reload when needed. True when the tree
+        changed (an event, or a re-read)."""
         if not self.loaded.is_set():
             self.reload()
-            return
+            return True
         try:
             event = self.store.watch(self.prefix, after_index=self.index, timeout=self.watch_timeout)
             if event is None:
                 self._catch_up()
-                return
+                return False
         except IndexCleared:
             log.info("watch on %s fell behind the event history: re-reading", self.prefix)
             self.reload()
-            return
+            return True
         self.apply(event)
-        if event.store_index - event.node.modified_index > self._catch_up_lag():
-            # far behind a burst of writes (etcd's watch answers one event per request): one recursive read
-            # is cheaper than a request per event still to come (300 units started at once: ~900 events)
-            log.debug("watch on %s is %d events behind: re-reading", self.prefix,
-                      event.store_index - event.node.modified_index)
-            self.reload()
+        self._reload_if_far_behind(event)
+        return True
 
-    def follow(self) -> None:
-        """Apply the events of one watch stream until it ends: quiet for ``watch_timeout`` s, closed by the
-        store, or after an event from the history (etcd answers a watch that starts in the past with that one
-        event: see ``KVStore.watch_stream``); far behind, one re-read instead. ``run`` calls it in a loop."""
+    def follow(self, quiet: float = STREAM_QUIET) -> None:
+        """Stream the changes (one request for a burst, where ``step`` costs one per event) until none came for
+        ``quiet`` s. etcd answers a stream that starts in the past with that one event (see
+        ``KVStore.watch_stream``): a new stream follows it. etcd also drops a stream whose reader falls 100
+        events behind, silently: the stream just goes quiet, which the short ``quiet`` bounds; ``run`` then
+        long-polls with ``step`` from where the stream stopped, which finds what was dropped."""
         if not self.loaded.is_set():
             self.reload()
             return
         try:
-            for event in self.store.watch_stream(self.prefix, after_index=self.index, timeout=self.watch_timeout):
-                self.apply(event)
-                behind = event.store_index - event.node.modified_index
-                if behind >= 0:  # from the history: this stream ends here
-                    if behind > self._catch_up_lag():
-                        log.debug("watch on %s is %d events behind: re-reading", self.prefix, behind)
-                        self.reload()
-                    return
+            while True:
+                for event in self.store.watch_stream(self.prefix, after_index=self.index, timeout=quiet):
+                    self.apply(event)
+                    if event.store_index >= event.node.modified_index:  # from the history: a new stream
+                        if self._reload_if_far_behind(event):
+                            return
+                        break
+                else:
+                    return  # quiet, or closed by the store
         except IndexCleared:
             log.info("watch on %s fell behind the event history: re-reading", self.prefix)
             self.reload()
-            return
-        self._catch_up()
+
+    def _reload_if_far_behind(self, event: Event) -> bool:
+        """Far behind a burst of writes, one recursive read is cheaper than a request per event to come."""
+        behind = event.store_index - event.node.modified_index
+        if behind <= self._catch_up_lag():
+            return False
+        log.debug("watch on %s is %d events behind: re-reading", self.prefix, behind)
+        self.reload()
+        return True
 
     def _catch_up_lag(self) -> int:
         """How many events behind make a re-read cheaper: a read costs about as much as 1 request per 50 nodes."""
@@ -146,7 +156,8 @@ class TreeCache:
             try:
                 if failing:
                     self.reload()
-                self.follow()
+                if self.step():  # a long poll while quiet (one request per watch_timeout s)...
+                    self.follow()  # ...then streaming while the changes keep coming
                 if failing:
                     log.info("watch on %s recovered", self.prefix)
                 failing = False

@@ -59,6 +59,7 @@ from fleetpy.registry.store import Action, Event, IndexCleared, Listing, Node
 log = logging.getLogger("fleetpy.registry")
 logging.getLogger("etcd").setLevel(logging.CRITICAL)  # python-etcd logs every failure as ERROR; we report once
 logging.getLogger("etcd.client").setLevel(logging.CRITICAL)
+logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # "pool is full, discarding": harmless
 
 T = TypeVar("T")
 

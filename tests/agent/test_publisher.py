@@ -168,7 +168,7 @@ def test_units_no_longer_owned_lose_their_state(world: tuple) -> None:
 
 def test_burst_polls_ask_only_for_the_units_acted_on_until_they_settle(world: tuple,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    publisher, registry, fake, clock = world
+    publisher, registry, fake, _ = world
     for name in ("a.service", "b.service"):
         fake.load(name, unit_file())
     publisher.track(fake.units(), ["a.service"])

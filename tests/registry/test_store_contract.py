@@ -241,3 +241,16 @@ def test_tree_cache_follows_a_burst_on_one_stream(store: KVStore, etcd_prefix: s
     finally:
         stop.set()
         runner.join(5)
+
+
+def test_tree_cache_following_a_quiet_tree_survives_the_history_moving_past_it(store: KVStore,
+                                                                                etcd_prefix: str) -> None:
+    from fleetpy.registry.cache import TreeCache
+
+    store.set(f"{etcd_prefix}quiet/a", "1")
+    cache = TreeCache(store, f"{etcd_prefix}quiet", watch_timeout=0.3)
+    cache.follow()  # loads
+    for i in range(1010):  # busy elsewhere while the stream waits
+        store.set(f"{etcd_prefix}busy/{i % 5}", str(i))
+    cache.follow()  # quiet stream ends; catching up finds the history gone: one re-read, no error
+    assert cache.reloads == 2 and [n.value for n in cache.nodes()] == ["1"]
