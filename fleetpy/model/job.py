@@ -77,6 +77,18 @@ class Requirements:
 
     @classmethod
     def of(cls, unit: UnitFile, unit_name: str = "") -> Requirements:
+        """The requirements of ``unit`` as instance ``unit_name`` (specifiers expanded); memoised by content
+        hash and name (every scheduling and agent pass asks for every unit's)."""
+        key = (unit.hash, unit_name)
+        found = _REQUIREMENTS.get(key)
+        if found is None:
+            if len(_REQUIREMENTS) >= _REQUIREMENTS_MAX:
+                _REQUIREMENTS.clear()
+            found = _REQUIREMENTS[key] = cls._of(unit, unit_name)
+        return found
+
+    @classmethod
+    def _of(cls, unit: UnitFile, unit_name: str) -> Requirements:
         x = {k: [expand_specifiers(v, unit_name) for v in vals] for k, vals in unit.xfleet().items()}
         machine_id = ""
         for key in MACHINE_ID_KEYS:
@@ -96,6 +108,10 @@ class Requirements:
             replaces=tuple(replaces),
             is_global=bool(global_values) and is_truthy(global_values[-1]),
         )
+
+
+_REQUIREMENTS: dict[tuple[str, str], Requirements] = {}
+_REQUIREMENTS_MAX = 1 << 16
 
 
 def validate_requirements(unit: UnitFile) -> None:

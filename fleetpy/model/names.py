@@ -5,6 +5,7 @@ Pure. Rules and messages from fleet-reference.md 2.2 (fleet ``api/units.go`` Val
 
 from __future__ import annotations
 
+import functools
 import json
 import posixpath
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ def validate_name(name: str) -> None:
         raise UnitNameError('unit name cannot start in "@"')
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def is_valid_name(name: str) -> bool:
     try:
         validate_name(name)

@@ -34,10 +34,14 @@ class JobRecord:
 def decode_jobs(keys: Keys, nodes: Iterable[Node]) -> dict[str, JobRecord]:
     """job tree leaves -> name -> JobRecord (jobs without an object are skipped)."""
     parts: dict[str, dict[str, str]] = {}
+    base = keys.job_dir("")  # "<prefix>job/": sliced by hand, this loop runs over every job key on every pass
     for node in nodes:
-        split = keys.split(node.key)
-        if len(split) == 3 and split[0] == "job" and node.value is not None:
-            parts.setdefault(split[1], {})[split[2]] = node.value
+        key = node.key
+        if node.value is None or not key.startswith(base):
+            continue
+        name, slash, field = key[len(base):].partition("/")
+        if slash and name and field and "/" not in field:
+            parts.setdefault(name, {})[field] = node.value
     out: dict[str, JobRecord] = {}
     for name in sorted(parts):
         fields = parts[name]
