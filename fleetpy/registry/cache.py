@@ -9,6 +9,7 @@ error. ``on_change`` fires after each applied event (a loop Trigger).
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from fleetpy.errors import FleetError
 from fleetpy.registry.store import Event, IndexCleared, KVStore, Node
 
 CATCH_UP_LAG = 100  # events behind the store before a re-read replaces the event-by-event catch-up
+CHANGE_LOG = 100_000  # changed keys remembered for changes_since()
 STREAM_QUIET = 0.5  # a watch stream with no event for this long ends: the tree is quiet again (or etcd dropped it)
 log = logging.getLogger("fleetpy.registry.cache")
 
@@ -30,6 +32,9 @@ class TreeCache:
         self.watch_timeout = watch_timeout
         self._lock = threading.Lock()
         self._nodes: dict[str, Node] = {}
+        self._under: dict[str, set[str]] = {}  # directory -> every key below it (a recursive delete is O(its keys))
+        self._log: collections.deque[tuple[int, str]] = collections.deque(maxlen=CHANGE_LOG)  # (version, key)
+        self._floor = 0  # changes_since() knows nothing at or before this version (re-read, or log overflow)
         self._index = 0
         self.loaded = threading.Event()
         self.reloads = 0
@@ -44,6 +49,14 @@ class TreeCache:
         with self._lock:
             return self._nodes.get(key)
 
+    def changes_since(self, version: int) -> tuple[int, set[str] | None]:
+        """``(current version, keys changed after version)``; None instead of the keys when the copy was
+        re-read since then or the change log does not reach back that far: the reader must read everything."""
+        with self._lock:
+            if version < self._floor:
+                return self.version, None
+            return self.version, {key for v, key in self._log if v > version}
+
     @property
     def index(self) -> int:
         with self._lock:
@@ -53,9 +66,14 @@ class TreeCache:
     def reload(self) -> None:
         listing = self.store.list(self.prefix)
         with self._lock:
-            self._nodes = {n.key: n for n in listing.nodes}
+            self._nodes = {}
+            self._under = {}
+            for node in listing.nodes:
+                self._add(node)
             self._index = listing.index
             self.version += 1
+            self._log.clear()
+            self._floor = self.version
         self.reloads += 1
         self.loaded.set()
         if self.on_change is not None:
@@ -64,19 +82,48 @@ class TreeCache:
     def apply(self, event: Event) -> None:
         node = event.node
         with self._lock:
-            if event.action.removes:
-                if node.is_dir or node.key not in self._nodes:
-                    base = node.key.rstrip("/") + "/"
-                    for key in [k for k in self._nodes if k.startswith(base) or k == node.key]:
-                        del self._nodes[key]
-                else:
-                    del self._nodes[node.key]
-            elif not node.is_dir and node.value is not None:
-                self._nodes[node.key] = node
-            self._index = max(self._index, node.modified_index)
             self.version += 1
+            if event.action.removes:
+                for key in [node.key] if node.key in self._nodes else sorted(self._under.get(node.key.rstrip("/"), ())):
+                    self._remove(key)
+            elif not node.is_dir and node.value is not None:
+                self._add(node)
+            if len(self._log) == self._log.maxlen:
+                self._floor = self._log[0][0]
+            self._log.append((self.version, node.key))
+            self._index = max(self._index, node.modified_index)
         if self.on_change is not None:
             self.on_change(event)
+
+    def _add(self, node: Node) -> None:
+        if node.key not in self._nodes:
+            for parent in self._parents(node.key):
+                self._under.setdefault(parent, set()).add(node.key)
+        self._nodes[node.key] = node
+        if len(self._log) == self._log.maxlen:
+            self._floor = self._log[0][0]
+        self._log.append((self.version, node.key))
+
+    def _remove(self, key: str) -> None:
+        del self._nodes[key]
+        for parent in self._parents(key):
+            children = self._under.get(parent)
+            if children is not None:
+                children.discard(key)
+                if not children:
+                    del self._under[parent]
+        if len(self._log) == self._log.maxlen:
+            self._floor = self._log[0][0]
+        self._log.append((self.version, key))
+
+    def _parents(self, key: str) -> list[str]:
+        """The directories between the tree's root (excluded) and ``key``."""
+        out = []
+        parent = key.rpartition("/")[0]
+        while len(parent) > len(self.prefix) and parent.startswith(self.prefix):
+            out.append(parent)
+            parent = parent.rpartition("/")[0]
+        return out
 
     def step(self) -> bool:
         """Wait for one event (or the watch timeout) and apply it; reload when needed. True when the tree

@@ -254,3 +254,25 @@ def test_tree_cache_following_a_quiet_tree_survives_the_history_moving_past_it(s
         store.set(f"{etcd_prefix}busy/{i % 5}", str(i))
     cache.follow()  # quiet stream ends; catching up finds the history gone: one re-read, no error
     assert cache.reloads == 2 and [n.value for n in cache.nodes()] == ["1"]
+
+
+def test_tree_cache_change_log_and_recursive_deletes(store: KVStore, etcd_prefix: str) -> None:
+    from fleetpy.registry.cache import TreeCache
+
+    root = f"{etcd_prefix}log"
+    store.set(f"{root}/a/object", "1")
+    store.set(f"{root}/a/sub/x", "2")
+    store.set(f"{root}/b/object", "3")
+    cache = TreeCache(store, root, watch_timeout=0.3)
+    cache.step()  # loads
+    version, changed = cache.changes_since(-1)
+    assert changed is None  # from before the read: read everything
+    assert cache.changes_since(version) == (version, set())
+    store.delete(f"{root}/a", recursive=True)
+    store.set(f"{root}/b/target", "m1")
+    while cache.index < store.current_index():
+        cache.step()
+    now, changed = cache.changes_since(version)
+    assert now > version and changed is not None
+    assert {f"{root}/a/object", f"{root}/a/sub/x", f"{root}/b/target"} <= changed
+    assert [n.key for n in cache.nodes()] == [f"{root}/b/object", f"{root}/b/target"]
