@@ -5,7 +5,9 @@ I/O through ``FleetClient``, progress through a ``Reporter``, waits through ``Wa
 fleetctl 1.0, each a fix of a fleet bug: every argument is validated before the first write; ``start --no-block``
 prints ``Triggered unit X start`` once (fleet printed it twice); ``stop`` and ``restart`` refuse an inactive unit
 before changing any unit; ``restart`` really waits for ``loaded`` before setting ``launched`` (fleet waited for
-``launched`` twice) and refuses inactive units with exit 1 (fleet exited 0).
+``launched`` twice) and refuses inactive units with exit 1 (fleet exited 0); ``start``/``load`` create a new unit
+with its target state at once (fleetctl wrote ``inactive``, waited, then wrote the state: one write per unit
+more), printing fleetctl's ``Unit X inactive`` line all the same (true when written: no machine has it yet).
 """
 
 from __future__ import annotations
