@@ -84,7 +84,7 @@ class TreeCache:
         with self._lock:
             self.version += 1
             if event.action.removes:
-                for key in [node.key] if node.key in self._nodes else sorted(self._under.get(node.key.rstrip("/"), ())):
+                for key in self._removed_by(node.key.rstrip("/")):
                     self._remove(key)
             elif not node.is_dir and node.value is not None:
                 self._add(node)
@@ -115,6 +115,15 @@ class TreeCache:
         if len(self._log) == self._log.maxlen:
             self._floor = self._log[0][0]
         self._log.append((self.version, key))
+
+    def _removed_by(self, key: str) -> list[str]:
+        """The keys a delete of ``key`` removes: the key itself, everything below a directory, or everything
+        when the tree's root (or a directory above it) goes."""
+        if key in self._nodes:
+            return [key]
+        if self.prefix == key or self.prefix.startswith(key + "/"):
+            return sorted(self._nodes)
+        return sorted(self._under.get(key, ()))
 
     def _parents(self, key: str) -> list[str]:
         """The directories between the tree's root (excluded) and ``key``."""

@@ -276,3 +276,17 @@ def test_tree_cache_change_log_and_recursive_deletes(store: KVStore, etcd_prefix
     assert now > version and changed is not None
     assert {f"{root}/a/object", f"{root}/a/sub/x", f"{root}/b/target"} <= changed
     assert [n.key for n in cache.nodes()] == [f"{root}/b/object", f"{root}/b/target"]
+
+
+def test_tree_cache_empties_when_its_root_or_an_ancestor_is_deleted(store: KVStore, etcd_prefix: str) -> None:
+    from fleetpy.registry.cache import TreeCache
+
+    for root, deleted in ((f"{etcd_prefix}r1/m", f"{etcd_prefix}r1/m"), (f"{etcd_prefix}r2/m", f"{etcd_prefix}r2")):
+        store.set(f"{root}/object", "1")
+        store.set(f"{root}/metadata/k", "v")
+        cache = TreeCache(store, root, watch_timeout=0.3)
+        cache.step()  # loads
+        store.delete(deleted, recursive=True)
+        while cache.index < store.current_index():
+            cache.step()
+        assert cache.nodes() == []
