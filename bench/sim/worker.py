@@ -45,9 +45,9 @@ from fleetpy.agent.writer import KeyedWriter
 from fleetpy.daemon.config import Config
 from fleetpy.daemon.server import Server, build
 from fleetpy.registry.cache import TreeCache
+from fleetpy.registry.decode import JobRecord, decode_jobs
 from fleetpy.registry.etcd import EtcdStore
 from fleetpy.registry.keys import Keys, Tree
-from fleetpy.registry.registry import JobRecord, decode_jobs
 from fleetpy.registry.store import Event, KVStore, Node
 from fleetpy.systemd.fake import FakeUnitManager
 

@@ -25,8 +25,9 @@ from fleetpy.model.unit import UnitFile
 from fleetpy.observe import NULL, PassMetrics
 from fleetpy.registry import codec
 from fleetpy.registry.cache import TreeCache
+from fleetpy.registry.decode import JobRecord, decode_bodies, decode_jobs, decode_machines
 from fleetpy.registry.keys import Tree
-from fleetpy.registry.registry import JobRecord, Registry, decode_bodies, decode_jobs, decode_machines
+from fleetpy.registry.registry import Registry
 from fleetpy.registry.store import Event, Node
 from fleetpy.systemd.base import TransientSystemdError, UnitManager
 

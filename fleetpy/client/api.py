@@ -19,7 +19,7 @@ from fleetpy.model.names import is_valid_name
 from fleetpy.model.records import JobState, MachineState, ScheduledUnit, Unit, UnitState
 from fleetpy.model.unit import UnitFile
 from fleetpy.parallel import pmap
-from fleetpy.registry.registry import JobRecord
+from fleetpy.registry.decode import JobRecord
 
 BULK = 32  # more names than this: read every unit once rather than each one
 

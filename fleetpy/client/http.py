@@ -32,7 +32,7 @@ from fleetpy.api.schema import (
 from fleetpy.client.config import API_SOCKET
 from fleetpy.errors import NotFound, RegistryError, RegistryUnavailable, UsageError
 from fleetpy.model.records import JobState, MachineState, ScheduledUnit, Unit, UnitState
-from fleetpy.registry.registry import JobRecord
+from fleetpy.registry.decode import JobRecord
 
 log = logging.getLogger("fleetpy.client")
 

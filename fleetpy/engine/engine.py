@@ -27,8 +27,9 @@ from fleetpy.model.job import Requirements
 from fleetpy.observe import NULL, PassMetrics
 from fleetpy.parallel import pmap
 from fleetpy.registry.cache import TreeCache
+from fleetpy.registry.decode import decode_jobs, decode_machines
 from fleetpy.registry.keys import Tree
-from fleetpy.registry.registry import ENGINE_VERSION, Registry, decode_jobs, decode_machines
+from fleetpy.registry.registry import ENGINE_VERSION, Registry
 from fleetpy.registry.store import Event
 
 log = logging.getLogger("fleetpy.engine")

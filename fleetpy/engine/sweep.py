@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 from fleetpy.errors import CASConflict, NotFound, RegistryError
 from fleetpy.parallel import pmap
+from fleetpy.registry.decode import legacy_state_machine
 from fleetpy.registry.keys import Keys, Tree
-from fleetpy.registry.registry import Registry, legacy_state_machine
+from fleetpy.registry.registry import Registry
 from fleetpy.registry.store import Node
 
 log = logging.getLogger("fleetpy.engine")
