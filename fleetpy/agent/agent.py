@@ -76,7 +76,6 @@ class Agent:
         self._bodies: dict[str, UnitFile] = {}
         self._jobs: dict[str, JobRecord] = {}  # the job tree decoded, as of the cache's version _jobs_version
         self._jobs_version = -1
-        self._global: dict[str, bool] = {}  # unit hash -> Global=true (for the watch's relevance test)
         self._seeded = False
         self._stale: set[str] = set()  # local files systemd does not know (not linked): reloaded when wanted
         self._skipped: dict[str, str] = {}
@@ -117,13 +116,8 @@ class Agent:
             unit_hash = codec.decode_job_object(obj.value)[1]
         except RegistryError:
             return True
-        known = self._global.get(unit_hash)
-        if known is None:
-            body = self._bodies.get(unit_hash)
-            if body is None:
-                return True  # not read yet: the pass will read it
-            known = self._global[unit_hash] = Requirements.of(body).is_global
-        return known
+        body = self._bodies.get(unit_hash)
+        return body is None or Requirements.of(body).is_global  # not read yet: the pass will read it
 
     def on_machine_event(self, event: Event | None) -> None:
         self._last_event = time.monotonic()

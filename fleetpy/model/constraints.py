@@ -87,7 +87,7 @@ def conflicting_unit(name: str, conflicts: Sequence[str], others: Mapping[str, R
     found: str | None = None
     for other, reqs in others.items():
         if (found is None or other < found) and other != name and (
-                glob_matches(conflicts, other) or (reqs.conflicts and glob_matches(reqs.conflicts, name))):
+                glob_matches(conflicts, other) or glob_matches(reqs.conflicts, name)):
             found = other
     return found
 

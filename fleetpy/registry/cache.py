@@ -86,11 +86,10 @@ class TreeCache:
             if event.action.removes:
                 for key in self._removed_by(node.key.rstrip("/")):
                     self._remove(key)
+                    self._note(key)
             elif not node.is_dir and node.value is not None:
                 self._add(node)
-            if len(self._log) == self._log.maxlen:
-                self._floor = self._log[0][0]
-            self._log.append((self.version, node.key))
+                self._note(node.key)
             self._index = max(self._index, node.modified_index)
         if self.on_change is not None:
             self.on_change(event)
@@ -100,9 +99,6 @@ class TreeCache:
             for parent in self._parents(node.key):
                 self._under.setdefault(parent, set()).add(node.key)
         self._nodes[node.key] = node
-        if len(self._log) == self._log.maxlen:
-            self._floor = self._log[0][0]
-        self._log.append((self.version, node.key))
 
     def _remove(self, key: str) -> None:
         del self._nodes[key]
@@ -112,6 +108,9 @@ class TreeCache:
                 children.discard(key)
                 if not children:
                     del self._under[parent]
+
+    def _note(self, key: str) -> None:
+        """Log a change of ``key`` at the current version (the oldest entry dropped: nothing is known before it)."""
         if len(self._log) == self._log.maxlen:
             self._floor = self._log[0][0]
         self._log.append((self.version, key))

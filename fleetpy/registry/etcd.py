@@ -197,11 +197,7 @@ class EtcdStore:
             return None
         except NotFound:
             return None
-        try:
-            action = Action(result.action)
-        except ValueError:
-            action = Action.SET
-        return Event(action, _node(result), store_index=int(getattr(result, "etcd_index", 0) or 0))
+        return _event(result, int(getattr(result, "etcd_index", 0) or 0))
 
     def watch_stream(self, prefix: str, *, after_index: int, timeout: float) -> Iterator[Event]:
         """etcd v2's streaming watch (``stream=true``: newline-separated events on one chunked response), which
@@ -254,20 +250,19 @@ class EtcdStore:
 
 
 def _stream_event(line: bytes, store_index: int) -> Event:
+    """One line of a watch stream: the JSON a single watch answers, decoded as python-etcd decodes that."""
     data = json.loads(line)
     if not isinstance(data, dict) or not isinstance(data.get("node"), dict):
         raise ValueError(f"not a watch event: {line[:80]!r}")
-    node = data["node"]
+    return _event(etcd.EtcdResult(action=data.get("action"), node=data["node"]), store_index)
+
+
+def _event(result: Any, store_index: int) -> Event:
     try:
-        action = Action(str(data.get("action")))
+        action = Action(result.action)
     except ValueError:
         action = Action.SET
-    is_dir = bool(node.get("dir"))
-    value = None if is_dir else str(node.get("value", ""))
-    ttl = node.get("ttl")
-    found = Node(key=str(node.get("key", "")), value=value, modified_index=int(node.get("modifiedIndex", 0)),
-                 ttl=int(ttl) if ttl is not None else None, is_dir=is_dir)
-    return Event(action, found, store_index=store_index)
+    return Event(action, _node(result), store_index=store_index)
 
 
 def _node(result: Any) -> Node:
