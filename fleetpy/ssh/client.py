@@ -177,6 +177,7 @@ def connect(host: str, port: int, config: SSHConfig, *, via: SSHConnection | Non
             sock = socket.create_connection((host, port), timeout=left())
         except OSError as err:
             raise TunnelError(f"Unable to SSH to {target}: {_describe(err, config.timeout)}") from err
+        sock = _prompt(sock)
     transport = paramiko.Transport(sock)
     try:
         _handshake(transport, host, port, config, left)
@@ -193,6 +194,34 @@ def connect(host: str, port: int, config: SSHConfig, *, via: SSHConnection | Non
     if config.keepalive:
         transport.set_keepalive(config.keepalive)
     return SSHConnection(transport, host=host, port=port, user=config.user, via=via, timeout=config.timeout)
+
+
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux
+
+
+class _PromptSocket:
+    """A TCP socket for SSH's many small request/answer exchanges, without the ~40 ms stalls of Nagle's
+    algorithm meeting delayed ACKs: writes go out at once (TCP_NODELAY), and each read re-arms TCP_QUICKACK
+    so the data it receives is acknowledged at once (an unacknowledged packet from sshd, such as its
+    unanswered ``hostkeys-00@openssh.com`` notice, would otherwise hold sshd's next answer back)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def recv(self, size: int) -> bytes:
+        if _QUICKACK is not None:
+            with contextlib.suppress(OSError):
+                self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+        return self._sock.recv(size)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def _prompt(sock: socket.socket) -> Any:
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return _PromptSocket(sock)
 
 
 def _handshake(transport: paramiko.Transport, host: str, port: int, config: SSHConfig,

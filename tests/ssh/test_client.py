@@ -40,6 +40,13 @@ def test_exit_codes_propagate(conn: SSHConnection, command: str, code: int) -> N
     assert run(conn, command)[0] == code
 
 
+def test_the_connection_sends_and_acknowledges_at_once(conn: SSHConnection) -> None:
+    # Nagle + delayed ACKs cost ~40 ms on a direct-tcpip channel open or a command's first answer
+    sock = conn.transport.sock
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    assert run(conn, "echo quick") == (0, b"quick\n", b"")
+
+
 def test_stdout_and_stderr_are_separate(conn: SSHConnection) -> None:
     assert run(conn, "echo out; echo err >&2; hostname") == (0, f"out\n{socket.gethostname()}\n".encode(), b"err\n")
 
