@@ -38,13 +38,17 @@ from fleetpy.lab.state import (
 Metadata = Mapping[str, Mapping[str, str]]
 
 
+PRIVATE_DIRS = ("/tmp/", "/root/")  # each node has its own /tmp and its own /root (see scripts.NODE_INIT)
+
+
 def keep_paths(lab_root: Path) -> tuple[str, ...]:
-    """Paths under /tmp that nodes must see: the lab dir, the project checkout and the venv (minimal set)."""
+    """Paths under a node's private dirs that it must still see: the lab dir, the project checkout, the venv
+    and the Python it was made from (minimal set)."""
     checkout = Path(fleetpy.__file__).resolve().parents[1]
     wanted: set[str] = set()
     for path in (lab_root, checkout, Path(sys.prefix), Path(sys.base_prefix)):
         for variant in (os.path.abspath(path), os.path.realpath(path)):
-            if variant.startswith("/tmp/"):
+            if variant.startswith(PRIVATE_DIRS):
                 wanted.add(variant)
     return tuple(sorted(p for p in wanted if not any(p.startswith(q + "/") for q in wanted if q != p)))
 

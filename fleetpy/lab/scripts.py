@@ -75,14 +75,19 @@ shift 4
 mount -n -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
 mkdir -p /run/systemd/system /run/systemd/journald.conf.d /run/fleetpy-lab/keep
 
-# private /tmp (a node must never see, let alone wipe, the host's /tmp); paths under /tmp that the node needs
-# (the lab dir, the project checkout, its venv) are bound back at the same place
+# private /tmp (a node must never see, let alone wipe, the host's /tmp) and private /root (a machine of its own:
+# a shell opened with `fleetpy ssh` keeps its history there, and the host's ~/.bashrc, which Debian's bash reads
+# for every command run over SSH, stays out); paths under them that the node needs (the lab dir, the project
+# checkout, its venv, the Python it was made from) are bound back at the same place
 i=0
 for path in "$@"; do
   mkdir -p "/run/fleetpy-lab/keep/$i"
   mount --bind "$path" "/run/fleetpy-lab/keep/$i"
   i=$((i + 1))
 done
+mkdir -p "$node_dir/root"
+chmod 0700 "$node_dir/root"
+mount --bind "$node_dir/root" /root
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
 i=0
 for path in "$@"; do

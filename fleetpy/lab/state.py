@@ -132,7 +132,7 @@ class LabRecord:
     bridge_ip: str
     nodes: tuple[NodeRecord, ...]
     etcd: tuple[EtcdMember, ...]
-    keep_paths: tuple[str, ...]  # paths under /tmp bound back into every node's private /tmp
+    keep_paths: tuple[str, ...]  # paths under /tmp or /root bound back into every node's private ones
     agents: bool = True
     agent_env: Mapping[str, str] = field(default_factory=lambda: _frozen(None))
     netns_dir_created: bool = False

@@ -85,6 +85,20 @@ def test_nodes_have_private_run_and_tmp_and_see_the_checkout(lab3: Lab) -> None:
         assert "default" not in lab3.exec(node, ["ip", "route"]).stdout
 
 
+def test_nodes_have_a_private_root_home_and_still_run_the_venv(lab3: Lab) -> None:
+    marker = f".fleetpy-lab-marker-{os.getpid()}"
+    first, second = lab3.nodes[0], lab3.nodes[1]
+    try:
+        assert lab3.exec(first, ["sh", "-c", f"touch /root/{marker}"]).returncode == 0
+        assert lab3.exec(first, ["test", "-f", f"/root/{marker}"]).returncode == 0
+        assert not os.path.exists(f"/root/{marker}")  # the host's /root is not the node's
+        assert lab3.exec(second, ["test", "-e", f"/root/{marker}"]).returncode != 0
+        # the venv's Python (whose base may live under the host's /root, e.g. pyenv) still runs in the node
+        assert lab3.exec(first, [sys.executable, "-c", "import fleetpy"]).returncode == 0
+    finally:
+        lab3.exec(first, ["rm", "-f", f"/root/{marker}"])
+
+
 def test_nodes_reach_etcd_and_each_other(lab3: Lab) -> None:
     fetch = "import json, urllib.request, sys; print(urllib.request.urlopen(sys.argv[1] + '/version').read().decode())"
     for node in lab3.nodes:
