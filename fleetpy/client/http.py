@@ -131,7 +131,9 @@ class HttpRegistry:
                 sock.close()
                 raise
             return sock
-        return socket.create_connection((self.host, self.port), timeout=timeout)
+        sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle wait between a request's writes
+        return sock
 
     # -- transport ------------------------------------------------------------------------------------------
     def close(self) -> None:

@@ -305,6 +305,7 @@ class _Forwarder(threading.Thread):
                 except TimeoutError:
                     continue
                 conn.settimeout(None)
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # relay each chunk at once (no Nagle)
                 with contextlib.suppress(TunnelError):  # the client sees its connection closed
                     self.tunnel.bridge(conn, self.host, self.target_port)
         except OSError:

@@ -163,6 +163,14 @@ def test_keep_alive_serves_many_requests_on_one_connection(memory_server: ApiSer
     conn.close()
 
 
+def test_tcp_connections_disable_nagle_and_unix_ones_need_not(memory_server: ApiServer) -> None:
+    # a response is written head then body: with Nagle on, the body waited ~40 ms for the client's delayed ACK
+    handlers = {server.socket.family: server.RequestHandlerClass
+                for server in memory_server._servers}
+    assert handlers[socket.AF_INET].disable_nagle_algorithm is True
+    assert handlers[socket.AF_UNIX].disable_nagle_algorithm is False
+
+
 def test_unavailable_is_503(memory_server: ApiServer) -> None:
     wire = Wire(memory_server, "unix")
     memory_server.set_available(False)
