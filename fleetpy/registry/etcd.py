@@ -54,6 +54,7 @@ import urllib3
 
 from fleetpy.errors import CASConflict, NotFound, RegistryError, RegistryUnavailable
 from fleetpy.registry.endpoints import TLSConfig, parse_endpoints
+from fleetpy.registry.http import LeanPool
 from fleetpy.registry.store import Action, Event, IndexCleared, Listing, Node
 
 log = logging.getLogger("fleetpy.registry")
@@ -89,7 +90,8 @@ class EtcdStore:
         if self.tls.cert_file:
             kw["cert_file"] = self.tls.cert_file
             kw["key_file"] = self.tls.key_file or None
-        client.http = urllib3.PoolManager(**kw)
+        # plain http: the lean transport (python-etcd stays the client); TLS: urllib3
+        client.http = LeanPool(**kw) if parts.scheme == "http" else urllib3.PoolManager(**kw)
         return client
 
     # -- request plumbing ---------------------------------------------------------------------------------
@@ -204,7 +206,8 @@ class EtcdStore:
         python-etcd does not offer: the request goes through python-etcd's own connection pool, headers and
         error handling; only the reading of the body is ours."""
         def do(c: etcd.Client) -> Any:
-            response = c.http.request(
+            pool = getattr(c.http, "streaming", c.http)  # read as it comes: urllib3 (see fleetpy.registry.http)
+            response = pool.request(
                 "GET", f"{c.base_uri}{c.key_endpoint}{prefix}",
                 fields={"wait": "true", "recursive": "true", "stream": "true", "waitIndex": str(after_index + 1)},
                 timeout=urllib3.Timeout(connect=self.timeout, read=timeout), headers=c._get_headers(),

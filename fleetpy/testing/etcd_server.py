@@ -51,6 +51,8 @@ class EtcdServer:
         return f"{self.scheme}://{self.host}:{self.client_port}"
 
     def start(self, timeout: float = 15.0, tls: TLSConfig | None = None) -> EtcdServer:
+        if self.proc is not None and self.proc.poll() is None:
+            return self  # already running (``with EtcdServer().start()`` must not leave a second process behind)
         peer = f"http://{self.host}:{self.peer_port}"
         args = [
             self.binary, "--name", self.name, "--data-dir", self.data_dir,
