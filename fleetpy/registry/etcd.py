@@ -210,10 +210,15 @@ class EtcdStore:
             response = pool.request(
                 "GET", f"{c.base_uri}{c.key_endpoint}{prefix}",
                 fields={"wait": "true", "recursive": "true", "stream": "true", "waitIndex": str(after_index + 1)},
-                timeout=urllib3.Timeout(connect=self.timeout, read=timeout), headers=c._get_headers(),
+                timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout), headers=c._get_headers(),
                 preload_content=False, redirect=False, retries=False)
             if response.status != 200:
                 c._handle_server_response(response)  # raises python-etcd's error for etcd's answer
+            # the head came within the request timeout (a busy etcd may take longer than ``timeout`` to answer);
+            # from here on ``timeout`` is the quiet that ends the stream
+            sock = getattr(getattr(response, "connection", None), "sock", None)
+            if sock is not None:
+                sock.settimeout(timeout)
             return response
 
         try:

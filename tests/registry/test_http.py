@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -194,5 +195,25 @@ def test_etcd_store_reports_a_refused_endpoint_in_one_line() -> None:
         assert isinstance(store._clients[0].http, LeanPool)
         with pytest.raises(RegistryUnavailable, match="connection refused"):
             store.get("/x")
+    finally:
+        store.close()
+
+
+def test_a_watch_stream_whose_head_comes_later_than_its_quiet_still_streams(serve: Serve) -> None:
+    # a busy etcd can take longer to answer a stream's head than the quiet that ends the stream: only the body's
+    # reads are bounded by the quiet (the head has the request timeout)
+    event = b'{"action":"set","node":{"key":"/t/a","value":"1","modifiedIndex":5,"createdIndex":5}}\n'
+
+    def answer(_request: bytes) -> list[bytes]:
+        time.sleep(0.4)
+        return [b"HTTP/1.1 200 OK\r\nX-Etcd-Index: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"%x\r\n%s\r\n" % (len(event), event)]  # then silence: the quiet ends the stream
+    server = serve(answer)
+    store = EtcdStore(server.url, timeout=3)
+    try:
+        started = time.monotonic()
+        events = list(store.watch_stream("/t", after_index=4, timeout=0.2))
+        assert [(e.node.key, e.node.value) for e in events] == [("/t/a", "1")]
+        assert time.monotonic() - started < 2.5  # ended by the 0.2 s quiet, not by the 3 s request timeout
     finally:
         store.close()
