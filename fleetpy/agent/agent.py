@@ -35,7 +35,7 @@ log = logging.getLogger("fleetpy.agent")
 
 RECONCILE_INTERVAL = 5.0
 SETTLE = 0.03  # a pass woken by the watch waits until the job tree has been quiet this long (at most SETTLE_MAX)...
-SETTLE_MAX = 0.25
+SETTLE_MAX = 0.5
 RELOAD_SETTLE = 0.2  # ...or this long when its plan needs a daemon-reload (0.3-0.8 s each: a burst of removals,
 MAX_SETTLE = 1.0  # as `destroy` of many units makes, waits to become one pass), but never longer than this
 _TRIGGERING = frozenset({"object", "target", "target-state"})  # job keys whose change can change the plan
