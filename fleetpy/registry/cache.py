@@ -217,6 +217,8 @@ class TreeCache:
                     log.info("watch on %s recovered", self.prefix)
                 failing = False
             except FleetError as err:
+                if stop.is_set():
+                    return  # stopped while a request was out (etcd going away with us): not an outage
                 if not failing:
                     log.warning("watch on %s failed: %s", self.prefix, err)
                 failing = True
