@@ -55,7 +55,12 @@ class TreeCache:
         with self._lock:
             if version < self._floor:
                 return self.version, None
-            return self.version, {key for v, key in self._log if v > version}
+            changed = set()
+            for logged, key in reversed(self._log):  # newest first: stop at the reader's version, not the log's end
+                if logged <= version:
+                    break
+                changed.add(key)
+            return self.version, changed
 
     @property
     def index(self) -> int:
