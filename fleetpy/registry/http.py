@@ -168,11 +168,12 @@ def _seconds(value: Any) -> float | None:
 
 def _dropped(sock: socket.socket) -> bool:
     """An idle connection with something to read has been closed by the server (or is out of step)."""
+    poller = select.poll()  # not select(): a busy process has descriptors past FD_SETSIZE (1024)
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)
 
 
 class _Headers(dict[str, str]):

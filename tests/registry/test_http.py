@@ -4,6 +4,8 @@ The store contract suite runs every EtcdStore operation through it against a rea
 
 from __future__ import annotations
 
+import os
+import resource
 import socket
 import threading
 import time
@@ -217,3 +219,21 @@ def test_a_watch_stream_whose_head_comes_later_than_its_quiet_still_streams(serv
         assert time.monotonic() - started < 2.5  # ended by the 0.2 s quiet, not by the 3 s request timeout
     finally:
         store.close()
+
+
+def test_connections_are_reused_in_a_process_with_many_descriptors(serve: Serve, lean: Lean) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the descriptor limit ({hard}) is too low")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # the pool's sockets get numbers past 1024
+    try:
+        server = serve(lambda _req: ok(b"{}"))
+        pool = lean(timeout=2)
+        for _ in range(3):
+            assert pool.request("GET", server.url + "/").status == 200
+        assert server.connections == 1
+    finally:
+        for fd in spare:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
