@@ -25,7 +25,8 @@ from fleetpy.model.unit import UnitFile
 from fleetpy.observe import NULL, PassMetrics
 from fleetpy.registry import codec
 from fleetpy.registry.cache import TreeCache
-from fleetpy.registry.decode import JobRecord, decode_bodies, decode_jobs, decode_machines
+from fleetpy.registry.decode import decode_bodies, decode_machines
+from fleetpy.registry.jobview import JobView
 from fleetpy.registry.keys import Tree
 from fleetpy.registry.registry import Registry
 from fleetpy.registry.store import Event, Node
@@ -74,8 +75,7 @@ class Agent:
         self._last_event = float("-inf")
         self._state: dict[str, JobState] = {}  # what this agent last asked systemd for, per local unit
         self._bodies: dict[str, UnitFile] = {}
-        self._jobs: dict[str, JobRecord] = {}  # the job tree decoded, as of the cache's version _jobs_version
-        self._jobs_version = -1
+        self._jobs = JobView(self.jobs, registry.keys)  # the job tree decoded, pass by pass
         self._seeded = False
         self._stale: set[str] = set()  # local files systemd does not know (not linked): reloaded when wanted
         self._skipped: dict[str, str] = {}
@@ -185,7 +185,7 @@ class Agent:
         if not self.jobs.loaded.is_set():
             raise RegistryError("job tree not read yet")
         machine = self.machine()
-        jobs = self._job_records()
+        jobs = self._jobs.records()
         self._job_states = {name: (job.target, job.job_state) for name, job in jobs.items()}
         targets = {name: job.target for name, job in jobs.items()}
         names = wanted_bodies(machine.id, targets)
@@ -200,25 +200,6 @@ class Agent:
                     log.info("not running %s here: %s", name, why)
             self._skipped = dict(desired.skipped)
         return desired
-
-    def _job_records(self) -> dict[str, JobRecord]:
-        """The job tree decoded, kept up to date from the cache's change log: a pass decodes the units that
-        changed since the last one, not every unit (an agent passes many times while units arrive)."""
-        version, changed = self.jobs.changes_since(self._jobs_version)
-        keys = self.registry.keys
-        if changed is None:
-            self._jobs = decode_jobs(keys, self.jobs.nodes())
-        else:
-            for name in sorted({parts[1] for parts in map(keys.split, changed) if len(parts) >= 2}):
-                nodes = [node for key in (keys.job_object(name), keys.target_state(name), keys.target(name),
-                                          keys.job_state(name)) if (node := self.jobs.get(key)) is not None]
-                record = decode_jobs(keys, nodes).get(name)
-                if record is None:
-                    self._jobs.pop(name, None)
-                else:
-                    self._jobs[name] = record
-        self._jobs_version = version
-        return self._jobs
 
     def _metadata(self, machine: MachineState) -> Mapping[str, str]:
         """Configured metadata overlaid with the dynamic ``machines/<id>/metadata/<k>`` values."""

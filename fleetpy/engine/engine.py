@@ -27,7 +27,8 @@ from fleetpy.model.job import Requirements
 from fleetpy.observe import NULL, PassMetrics
 from fleetpy.parallel import pmap
 from fleetpy.registry.cache import TreeCache
-from fleetpy.registry.decode import decode_jobs, decode_machines
+from fleetpy.registry.decode import decode_machines
+from fleetpy.registry.jobview import JobView
 from fleetpy.registry.keys import Tree
 from fleetpy.registry.registry import ENGINE_VERSION, Registry
 from fleetpy.registry.store import Event
@@ -46,6 +47,7 @@ class _Follower:
         self.trigger = trigger
         store, keys = registry.store, registry.keys
         self.jobs = TreeCache(store, keys.tree(Tree.JOB), on_change=self._job_changed, watch_timeout=watch_timeout)
+        self.records = JobView(self.jobs, keys)  # decoded pass by pass: only what changed since the last pass
         self.machines = TreeCache(store, keys.tree(Tree.MACHINES), on_change=self._machine_changed,
                                   watch_timeout=watch_timeout)
         self._machine_values: dict[str, str | None] = {}
@@ -217,7 +219,7 @@ class Engine:
 
     def snapshot(self, follower: _Follower, now: float) -> ClusterState:
         keys = self.registry.keys
-        jobs = decode_jobs(keys, follower.jobs.nodes())
+        jobs = follower.records.records()
         machines = decode_machines(keys, follower.machines.nodes())
         specs = []
         for name in [n for n in self._overlay if n not in jobs]:

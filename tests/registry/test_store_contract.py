@@ -290,3 +290,28 @@ def test_tree_cache_empties_when_its_root_or_an_ancestor_is_deleted(store: KVSto
         while cache.index < store.current_index():
             cache.step()
         assert cache.nodes() == []
+
+
+def test_job_view_decodes_changes_as_a_full_decode_would(store: KVStore, etcd_prefix: str) -> None:
+    from fleetpy.registry.cache import TreeCache
+    from fleetpy.registry.decode import decode_jobs
+    from fleetpy.registry.jobview import JobView
+    from fleetpy.registry.keys import Keys, Tree
+
+    keys = Keys(etcd_prefix)
+    obj = '{"Name":"%s","UnitHash":[' + ",".join(["1"] * 20) + "]}"
+    for name in ("a.service", "b.service", "c.service"):
+        store.set(keys.job_object(name), obj % name)
+        store.set(keys.target_state(name), "launched")
+    cache = TreeCache(store, keys.tree(Tree.JOB), watch_timeout=0.3)
+    cache.step()  # loads
+    view = JobView(cache, keys)
+    assert set(view.records()) == {"a.service", "b.service", "c.service"}
+    store.set(keys.target("a.service"), "m1")
+    store.set(keys.target_state("b.service"), "inactive")
+    store.delete(keys.job_dir("c.service"), recursive=True)
+    store.set(keys.job_object("d.service"), obj % "d.service")
+    while cache.index < store.current_index():
+        cache.step()
+    assert view.records() == decode_jobs(keys, cache.nodes())
+    assert view.records()["a.service"].target == "m1" and "c.service" not in view.records()
