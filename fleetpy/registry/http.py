@@ -83,12 +83,13 @@ class LeanPool:
         connect_timeout, read_timeout = self._timeouts(timeout)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         data = body.encode() if isinstance(body, str) else body
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}"]
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address goes in brackets
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {authority}"]
         lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
         if data is not None or method.upper() in ("PUT", "POST", "PATCH"):
             lines.append(f"Content-Length: {len(data or b'')}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        sock = self._connection(host, port, connect_timeout, url)
+        sock = self._connection(host, port, connect_timeout)
         try:
             sock.settimeout(read_timeout)
             sock.sendall(head + data if data else head)
@@ -132,7 +133,7 @@ class LeanPool:
             return _seconds(timeout.connect_timeout), _seconds(timeout.read_timeout)
         return _seconds(timeout), _seconds(timeout)
 
-    def _connection(self, host: str, port: int, connect_timeout: float | None, url: str) -> socket.socket:
+    def _connection(self, host: str, port: int, connect_timeout: float | None) -> socket.socket:
         key = (host, port)
         while True:
             with self._lock:

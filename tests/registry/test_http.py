@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import urllib3
@@ -26,10 +27,12 @@ Lean = Callable[..., LeanPool]
 class Server:
     """A loopback HTTP server that answers each request with the chunks ``answer`` returns."""
 
-    def __init__(self, answer: Answer, *, close_after: bool = False) -> None:
+    def __init__(self, answer: Answer, *, close_after: bool = False, host: str = "127.0.0.1") -> None:
         self.answer = answer
         self.close_after = close_after
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.listener = socket.create_server((host, 0), family=family)
+        self.host = f"[{host}]" if ":" in host else host
         self.port = self.listener.getsockname()[1]
         self.connections = 0
         self.closed = threading.Semaphore(0)  # released each time the server has closed a connection
@@ -38,7 +41,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def _serve(self) -> None:
         while True:
@@ -90,7 +93,7 @@ Serve = Callable[..., Server]
 def serve() -> Iterator[Callable[..., Server]]:
     servers: list[Server] = []
 
-    def make(answer: Answer, **kw: bool) -> Server:
+    def make(answer: Answer, **kw: Any) -> Server:
         servers.append(Server(answer, **kw))
         return servers[-1]
     yield make
@@ -237,3 +240,12 @@ def test_connections_are_reused_in_a_process_with_many_descriptors(serve: Serve,
         for fd in spare:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_an_ipv6_endpoint_gets_a_bracketed_host_header(serve: Serve, lean: Lean) -> None:
+    try:
+        server = serve(lambda _req: ok(b"{}"), host="::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    assert lean(timeout=2).request("GET", server.url + "/v2/keys/").status == 200
+    assert f"\r\nHost: [::1]:{server.port}\r\n".encode() in server.requests[0]
