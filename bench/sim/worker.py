@@ -13,9 +13,9 @@ and load average > 1,000):
   process (each agent's ``on_job_event``, as its own cache would). A real agent holds ~16 MB of tree for 10,000
   units; etcd sees one job-tree watch per process here, not one per machine (``machines/<id>/`` stays watched by
   every agent, with its own connection);
-- that copy is decoded incrementally (each event re-decodes its unit with fleetpy's ``decode_jobs``) and every
-  agent pass gets the decoded snapshot, where a real agent decodes the whole tree in each pass (~0.1 s of CPU
-  at 10,000 units; per pass, on the machine's own CPU: see the engine processes, which run it unmodified);
+- that copy is decoded once per process (each event re-decodes its unit with fleetpy's ``decode_jobs``) and
+  every agent pass gets the decoded snapshot, where a real agent decodes the units changed since its last pass
+  itself (``JobView``, on the machine's own CPU: see the engine processes, which run it unmodified);
 - each publisher writes to etcd from 2 threads instead of 8 (one pool per process was tried: 250 agents queued on
   its lock); the supervisor loop of ``Server.run`` (a wake-up every 0.2 s, only to notice a crash) is
   not run: the worker registers each machine and starts its components itself, logging any crash;
@@ -39,7 +39,6 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import fleetpy.agent.agent as agent_module
 import fleetpy.loop as loop_module
 from fleetpy.agent.writer import KeyedWriter
 from fleetpy.daemon.config import Config
@@ -48,10 +47,9 @@ from fleetpy.registry.cache import TreeCache
 from fleetpy.registry.decode import JobRecord, decode_jobs
 from fleetpy.registry.etcd import EtcdStore
 from fleetpy.registry.keys import Keys, Tree
-from fleetpy.registry.store import Event, KVStore, Node
+from fleetpy.registry.store import Event, KVStore
 from fleetpy.systemd.fake import FakeUnitManager
 
-REAL_DECODE = decode_jobs
 JOB_FIELDS = ("object", "target-state", "target", "job-state")
 ROLES = ("web", "web", "web", "db", "cache", "worker", "worker")
 REGIONS = ("us", "eu", "ap")
@@ -69,10 +67,6 @@ def public_ip(i: int) -> str:
     return f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
 
 
-class Snapshot(list[Node]):
-    """What ``SharedJobs.nodes()`` hands an agent: a marker the patched ``decode_jobs`` recognises."""
-
-
 class SharedJobs(TreeCache):
     """One watch-maintained copy of ``job/`` for every agent of the process, decoded incrementally: an event
     re-decodes its unit only (with fleetpy's own ``decode_jobs``, so the records are the same), and every agent
@@ -87,7 +81,6 @@ class SharedJobs(TreeCache):
         self._dirty: set[str] = set()
         self._full = True
         self._snapshot: dict[str, JobRecord] | None = None
-        self.marker = Snapshot()
 
     def _changed(self, event: Event | None) -> None:
         parts = self.keys.split(event.node.key) if event is not None else ()
@@ -100,19 +93,16 @@ class SharedJobs(TreeCache):
         for listener in self.listeners:
             listener(event)
 
-    def nodes(self) -> list[Node]:
-        return self.marker
-
     def decoded(self) -> dict[str, JobRecord]:
         with self._decode_lock:
             if self._snapshot is None:
                 if self._full:
                     self._full, self._dirty = False, set()
-                    self._records = dict(REAL_DECODE(self.keys, super().nodes()))
+                    self._records = dict(decode_jobs(self.keys, self.nodes()))
                 for name in self._dirty:
                     base = f"{self.prefix}/{name}/"
                     leaves = [n for n in (self.get(base + f) for f in JOB_FIELDS) if n is not None]
-                    record = REAL_DECODE(self.keys, leaves).get(name)
+                    record = decode_jobs(self.keys, leaves).get(name)
                     if record is None:
                         self._records.pop(name, None)
                     else:
@@ -122,13 +112,14 @@ class SharedJobs(TreeCache):
             return self._snapshot
 
 
-def share_decoding(shared: SharedJobs) -> None:
-    """The agents' ``decode_jobs`` of the shared copy returns its incrementally decoded snapshot."""
+class SharedView:
+    """An agent's view of the job tree (``fleetpy.registry.jobview.JobView``'s place): the process's snapshot."""
 
-    def decode_jobs(keys: Keys, nodes: Any) -> dict[str, JobRecord]:
-        return shared.decoded() if nodes is shared.marker else REAL_DECODE(keys, nodes)
+    def __init__(self, shared: SharedJobs) -> None:
+        self.shared = shared
 
-    agent_module.decode_jobs = decode_jobs
+    def records(self) -> dict[str, JobRecord]:
+        return self.shared.decoded()
 
 
 def wait_without_polling(trigger: loop_module.Trigger, interval: float, stop: threading.Event) -> None:
@@ -164,6 +155,7 @@ def build_machine(index: int, *, endpoint: str, prefix: str, engine: bool, share
     if shared is not None:
         own = server.agent.jobs
         server.agent.jobs = shared
+        server.agent._jobs = SharedView(shared)  # type: ignore[assignment]  # its JobView followed `own`
         server.caches = [c for c in server.caches if c is not own]
         shared.listeners.append(server.agent.on_job_event)
     if writers:
@@ -210,7 +202,6 @@ def main(argv: list[str] | None = None) -> int:
     engine = args.engine
     if args.share and not engine:
         shared = SharedJobs(EtcdStore([args.endpoint], timeout=10.0), Keys(args.prefix))
-        share_decoding(shared)
         loop_module._wait = wait_without_polling
         threading.Thread(target=shared.run, args=(stop,), name="shared-jobs", daemon=True).start()
         writers = 2
