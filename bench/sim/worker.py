@@ -13,9 +13,7 @@ and load average > 1,000):
   process (each agent's ``on_job_event``, as its own cache would). A real agent holds ~16 MB of tree for 10,000
   units; etcd sees one job-tree watch per process here, not one per machine (``machines/<id>/`` stays watched by
   every agent, with its own connection);
-- that copy is decoded once per process (each event re-decodes its unit with fleetpy's ``decode_jobs``) and
-  every agent pass gets the decoded snapshot, where a real agent decodes the units changed since its last pass
-  itself (``JobView``, on the machine's own CPU: see the engine processes, which run it unmodified);
+- each agent decodes that copy as it would its own (``JobView``: the units changed since its last pass);
 - each publisher writes to etcd from 2 threads instead of 8 (one pool per process was tried: 250 agents queued on
   its lock); the supervisor loop of ``Server.run`` (a wake-up every 0.2 s, only to notice a crash) is
   not run: the worker registers each machine and starts its components itself, logging any crash;
@@ -44,13 +42,12 @@ from fleetpy.agent.writer import KeyedWriter
 from fleetpy.daemon.config import Config
 from fleetpy.daemon.server import Server, build
 from fleetpy.registry.cache import TreeCache
-from fleetpy.registry.decode import JobRecord, decode_jobs
 from fleetpy.registry.etcd import EtcdStore
+from fleetpy.registry.jobview import JobView
 from fleetpy.registry.keys import Keys, Tree
 from fleetpy.registry.store import Event, KVStore
 from fleetpy.systemd.fake import FakeUnitManager
 
-JOB_FIELDS = ("object", "target-state", "target", "job-state")
 ROLES = ("web", "web", "web", "db", "cache", "worker", "worker")
 REGIONS = ("us", "eu", "ap")
 
@@ -68,58 +65,16 @@ def public_ip(i: int) -> str:
 
 
 class SharedJobs(TreeCache):
-    """One watch-maintained copy of ``job/`` for every agent of the process, decoded incrementally: an event
-    re-decodes its unit only (with fleetpy's own ``decode_jobs``, so the records are the same), and every agent
-    pass until the next change gets the same decoded snapshot."""
+    """One watch-maintained copy of ``job/`` for every agent of the process; its events wake them all."""
 
     def __init__(self, store: KVStore, keys: Keys) -> None:
         super().__init__(store, keys.tree(Tree.JOB), on_change=self._changed)
         self.keys = keys
         self.listeners: list[Callable[[Event | None], None]] = []
-        self._decode_lock = threading.Lock()
-        self._records: dict[str, JobRecord] = {}
-        self._dirty: set[str] = set()
-        self._full = True
-        self._snapshot: dict[str, JobRecord] | None = None
 
     def _changed(self, event: Event | None) -> None:
-        parts = self.keys.split(event.node.key) if event is not None else ()
-        with self._decode_lock:  # marked before the agents hear of it: a pass woken by the event sees it
-            if len(parts) >= 2:
-                self._dirty.add(parts[1])
-            else:
-                self._full = True
-            self._snapshot = None
         for listener in self.listeners:
             listener(event)
-
-    def decoded(self) -> dict[str, JobRecord]:
-        with self._decode_lock:
-            if self._snapshot is None:
-                if self._full:
-                    self._full, self._dirty = False, set()
-                    self._records = dict(decode_jobs(self.keys, self.nodes()))
-                for name in self._dirty:
-                    base = f"{self.prefix}/{name}/"
-                    leaves = [n for n in (self.get(base + f) for f in JOB_FIELDS) if n is not None]
-                    record = decode_jobs(self.keys, leaves).get(name)
-                    if record is None:
-                        self._records.pop(name, None)
-                    else:
-                        self._records[name] = record
-                self._dirty.clear()
-                self._snapshot = dict(sorted(self._records.items()))
-            return self._snapshot
-
-
-class SharedView:
-    """An agent's view of the job tree (``fleetpy.registry.jobview.JobView``'s place): the process's snapshot."""
-
-    def __init__(self, shared: SharedJobs) -> None:
-        self.shared = shared
-
-    def records(self) -> dict[str, JobRecord]:
-        return self.shared.decoded()
 
 
 def wait_without_polling(trigger: loop_module.Trigger, interval: float, stop: threading.Event) -> None:
@@ -155,7 +110,7 @@ def build_machine(index: int, *, endpoint: str, prefix: str, engine: bool, share
     if shared is not None:
         own = server.agent.jobs
         server.agent.jobs = shared
-        server.agent._jobs = SharedView(shared)  # type: ignore[assignment]  # its JobView followed `own`
+        server.agent._jobs = JobView(shared, shared.keys)  # the one it was built with follows `own`
         server.caches = [c for c in server.caches if c is not own]
         shared.listeners.append(server.agent.on_job_event)
     if writers:
