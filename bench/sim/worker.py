@@ -43,7 +43,6 @@ from fleetpy.daemon.config import Config
 from fleetpy.daemon.server import Server, build
 from fleetpy.registry.cache import TreeCache
 from fleetpy.registry.etcd import EtcdStore
-from fleetpy.registry.jobview import JobView
 from fleetpy.registry.keys import Keys, Tree
 from fleetpy.registry.store import Event, KVStore
 from fleetpy.systemd.fake import FakeUnitManager
@@ -110,7 +109,6 @@ def build_machine(index: int, *, endpoint: str, prefix: str, engine: bool, share
     if shared is not None:
         own = server.agent.jobs
         server.agent.jobs = shared
-        server.agent._jobs = JobView(shared, shared.keys)  # the one it was built with follows `own`
         server.caches = [c for c in server.caches if c is not own]
         shared.listeners.append(server.agent.on_job_event)
     if writers:

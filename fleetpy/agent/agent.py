@@ -75,7 +75,6 @@ class Agent:
         self._last_event = float("-inf")
         self._state: dict[str, JobState] = {}  # what this agent last asked systemd for, per local unit
         self._bodies: dict[str, UnitFile] = {}
-        self._jobs = JobView(self.jobs, registry.keys)  # the job tree decoded, pass by pass
         self._seeded = False
         self._stale: set[str] = set()  # local files systemd does not know (not linked): reloaded when wanted
         self._skipped: dict[str, str] = {}
@@ -83,6 +82,16 @@ class Agent:
         self.passes = 0
 
     # -- wiring -------------------------------------------------------------------------------------------
+    @property
+    def jobs(self) -> TreeCache:
+        """The job tree's watch-maintained copy; setting it (the simulation shares one per process) also sets
+        the view that decodes it pass by pass."""
+        return self._jobs.cache
+
+    @jobs.setter
+    def jobs(self, cache: TreeCache) -> None:
+        self._jobs = JobView(cache, self.registry.keys)
+
     def on_job_event(self, event: Event | None) -> None:
         """TreeCache callback (the cache already holds the event): wake the loop for changes that can matter
         here; not for ``job-state`` heartbeats, nor for units of other machines. Every engine write and every

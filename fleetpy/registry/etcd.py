@@ -275,11 +275,7 @@ def _stream_event(line: bytes, store_index: int) -> Event:
     data = json.loads(line)
     if not isinstance(data, dict) or not isinstance(data.get("node"), dict):
         raise ValueError(f"not a watch event: {line[:80]!r}")
-    try:
-        action = Action(str(data.get("action")))
-    except ValueError:
-        action = Action.SET
-    return Event(action, _from_json(data["node"]), store_index=store_index)
+    return Event(_action(data.get("action")), _from_json(data["node"]), store_index=store_index)
 
 
 def _from_json(node: dict[str, Any]) -> Node:
@@ -301,11 +297,15 @@ def _leaves(node: dict[str, Any], out: list[Node]) -> None:
 
 
 def _event(result: Any, store_index: int) -> Event:
+    return Event(_action(result.action), _node(result), store_index=store_index)
+
+
+def _action(name: Any) -> Action:
+    """etcd's action name; one fleetpy does not know reads as a set."""
     try:
-        action = Action(result.action)
+        return Action(str(name))
     except ValueError:
-        action = Action.SET
-    return Event(action, _node(result), store_index=store_index)
+        return Action.SET
 
 
 def _node(result: Any) -> Node:
