@@ -194,14 +194,18 @@ class Agent:
         if not self.jobs.loaded.is_set():
             raise RegistryError("job tree not read yet")
         machine = self.machine()
-        jobs = self._jobs.records()
+        me = machine.id
+        view = self._jobs
+        view.sync()  # what concerns this machine: its units, the unscheduled ones (globals), its heartbeats
+        jobs = view.select(view.scheduled_to(me) | view.unscheduled() | view.with_job_state(me)
+                           | self._state.keys() | self._stale)
         self._job_states = {name: (job.target, job.job_state) for name, job in jobs.items()}
         targets = {name: job.target for name, job in jobs.items()}
-        names = wanted_bodies(machine.id, targets)
+        names = wanted_bodies(me, targets)
         self._fetch_bodies({jobs[n].unit_hash for n in names})
         units = [Unit(n, self._bodies[jobs[n].unit_hash], jobs[n].target_state)
                  for n in names if jobs[n].unit_hash in self._bodies]
-        desired = desired_units(machine_id=machine.id, metadata=self._metadata(machine), units=units,
+        desired = desired_units(machine_id=me, metadata=self._metadata(machine), units=units,
                                 targets=targets)
         if desired.skipped != self._skipped:
             for name, why in sorted(desired.skipped.items()):

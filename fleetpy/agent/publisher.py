@@ -121,11 +121,11 @@ class StatePublisher:
         self.kick()
 
     def verify(self, jobs: Mapping[str, tuple[str | None, str | None]]) -> None:
-        """Repair heartbeats from the agent's cached job tree (``unit -> (target, job-state)`` of every existing
-        job): a launched unit scheduled here whose ``job-state`` does not name this machine gets it written, a
-        ``job-state`` naming this machine for a unit not launched here is cleared. Global units (no target) are
-        only cleared, never rewritten: every machine running one writes it at start, the last one wins, as in
-        fleet. No request unless something is wrong."""
+        """Repair heartbeats from the agent's cached job tree (``unit -> (target, job-state)``, at least of
+        every job launched here or whose ``job-state`` names this machine): a launched unit scheduled here whose
+        ``job-state`` does not name this machine gets it written, a ``job-state`` naming this machine for a unit
+        not launched here is cleared. Global units (no target) are only cleared, never rewritten: every machine
+        running one writes it at start, the last one wins, as in fleet. No request unless something is wrong."""
         me = self.machine_id
         now = self.clock()
         beat: list[str] = []

@@ -4,12 +4,13 @@ Adapter-side helper for the agent and the engine: read the tree once, then apply
 instead of re-reading everything per event (fleet issue #804). While quiet it long-polls (one request per
 ``watch_timeout`` s); once a change comes it streams the changes that follow on one request until quiet again.
 Re-reads only when the watch index is cleared (more than 1000 events behind), when far behind, or after an
-error. ``on_change`` fires after each applied event (a loop Trigger).
+error; a re-read logs only the keys that differ, so its readers need not start over. ``on_change`` fires after
+each applied event (a loop Trigger).
 """
 
 from __future__ import annotations
 
-import collections
+import bisect
 import logging
 import threading
 from collections.abc import Callable
@@ -23,6 +24,10 @@ STREAM_QUIET = 0.5  # a watch stream with no event for this long ends: the tree 
 log = logging.getLogger("fleetpy.registry.cache")
 
 
+def _version(entry: tuple[int, str]) -> int:
+    return entry[0]
+
+
 class TreeCache:
     def __init__(self, store: KVStore, prefix: str, *, on_change: Callable[[Event | None], None] | None = None,
                  watch_timeout: float = 10.0) -> None:
@@ -33,7 +38,7 @@ class TreeCache:
         self._lock = threading.Lock()
         self._nodes: dict[str, Node] = {}
         self._under: dict[str, set[str]] = {}  # directory -> every key below it (a recursive delete is O(its keys))
-        self._log: collections.deque[tuple[int, str]] = collections.deque(maxlen=CHANGE_LOG)  # (version, key)
+        self._log: list[tuple[int, str]] = []  # (version, key), versions ascending; CHANGE_LOG to 2 x CHANGE_LOG long
         self._floor = 0  # changes_since() knows nothing at or before this version (re-read, or log overflow)
         self._index = 0
         self.loaded = threading.Event()
@@ -49,18 +54,17 @@ class TreeCache:
         with self._lock:
             return self._nodes.get(key)
 
-    def changes_since(self, version: int) -> tuple[int, set[str] | None]:
-        """``(current version, keys changed after version)``; None instead of the keys when the copy was
-        re-read since then or the change log does not reach back that far: the reader must read everything."""
+    def changes_since(self, version: int) -> tuple[int, dict[str, Node | None] | None]:
+        """``(current version, {key changed after version: its node, None when removed})``; None instead of the
+        dict when the copy was re-read since then or the change log does not reach back that far: the reader must
+        read everything. The lock is held for a bisection and a slice only (the agents of a simulation share one
+        busy cache); a node may be newer than the version returned: it is then also among the next changes."""
         with self._lock:
             if version < self._floor:
                 return self.version, None
-            changed = set()
-            for logged, key in reversed(self._log):  # newest first: stop at the reader's version, not the log's end
-                if logged <= version:
-                    break
-                changed.add(key)
-            return self.version, changed
+            tail = self._log[bisect.bisect_right(self._log, version, key=_version):]
+            current, nodes = self.version, self._nodes  # a re-read replaces the dict: this one stays consistent
+        return current, {key: nodes.get(key) for _, key in tail}
 
     @property
     def index(self) -> int:
@@ -69,16 +73,27 @@ class TreeCache:
 
     # -- maintenance --------------------------------------------------------------------------------------
     def reload(self) -> None:
+        """Re-read the tree. The keys whose node differs from the copy's (by modified index) are logged as
+        changes, so readers of ``changes_since`` take only those, not the whole tree, after a re-read."""
         listing = self.store.list(self.prefix)
         with self._lock:
+            old = self._nodes
             self._nodes = {}
             self._under = {}
             for node in listing.nodes:
                 self._add(node)
             self._index = listing.index
             self.version += 1
-            self._log.clear()
-            self._floor = self.version
+            changed = [key for key, node in self._nodes.items()
+                       if (was := old.get(key)) is None or was.modified_index != node.modified_index
+                       or was.value != node.value]
+            changed += [key for key in old if key not in self._nodes]
+            if not self.loaded.is_set() or len(changed) >= CHANGE_LOG:
+                self._log.clear()
+                self._floor = self.version
+            else:
+                for key in changed:
+                    self._note(key)
         self.reloads += 1
         self.loaded.set()
         if self.on_change is not None:
@@ -115,10 +130,12 @@ class TreeCache:
                     del self._under[parent]
 
     def _note(self, key: str) -> None:
-        """Log a change of ``key`` at the current version (the oldest entry dropped: nothing is known before it)."""
-        if len(self._log) == self._log.maxlen:
-            self._floor = self._log[0][0]
+        """Log a change of ``key`` at the current version; past 2 x CHANGE_LOG entries the oldest CHANGE_LOG go
+        (nothing is known at or before the last version dropped)."""
         self._log.append((self.version, key))
+        if len(self._log) > 2 * CHANGE_LOG:
+            self._floor = self._log[CHANGE_LOG - 1][0]
+            del self._log[:CHANGE_LOG]
 
     def _removed_by(self, key: str) -> list[str]:
         """The keys a delete of ``key`` removes: the key itself, everything below a directory, or everything

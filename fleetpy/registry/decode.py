@@ -40,20 +40,30 @@ def decode_jobs(keys: Keys, nodes: Iterable[Node]) -> dict[str, JobRecord]:
             parts.setdefault(name, {})[field] = node.value
     out: dict[str, JobRecord] = {}
     for name in sorted(parts):
-        fields = parts[name]
-        if "object" not in fields:
-            continue
-        try:
-            _, unit_hash = codec.decode_job_object(fields["object"])
-        except RegistryError:
-            continue
-        try:
-            target_state = JobState(fields.get("target-state", "inactive"))
-        except ValueError:
-            target_state = JobState.INACTIVE
-        out[name] = JobRecord(name, unit_hash, target_state, fields.get("target") or None,
-                              fields.get("job-state") or None)
+        record = decode_job(name, parts[name])
+        if record is not None:
+            out[name] = record
     return out
+
+
+JOB_FIELDS = frozenset({"object", "target-state", "target", "job-state"})  # the keys of job/<name>/ decoded here
+
+
+def decode_job(name: str, fields: dict[str, str]) -> JobRecord | None:
+    """One job from its fields (``object``, ``target-state``, ``target``, ``job-state`` -> raw value); None
+    without a readable object."""
+    raw = fields.get("object")
+    if raw is None:
+        return None
+    try:
+        _, unit_hash = codec.decode_job_object(raw)
+    except RegistryError:
+        return None
+    try:
+        target_state = JobState(fields.get("target-state", "inactive"))
+    except ValueError:
+        target_state = JobState.INACTIVE
+    return JobRecord(name, unit_hash, target_state, fields.get("target") or None, fields.get("job-state") or None)
 
 
 def decode_bodies(keys: Keys, nodes: Iterable[Node]) -> dict[str, str]:

@@ -267,14 +267,15 @@ def test_tree_cache_change_log_and_recursive_deletes(store: KVStore, etcd_prefix
     cache.step()  # loads
     version, changed = cache.changes_since(-1)
     assert changed is None  # from before the read: read everything
-    assert cache.changes_since(version) == (version, set())
+    assert cache.changes_since(version) == (version, {})
     store.delete(f"{root}/a", recursive=True)
     store.set(f"{root}/b/target", "m1")
     while cache.index < store.current_index():
         cache.step()
     now, changed = cache.changes_since(version)
     assert now > version and changed is not None
-    assert {f"{root}/a/object", f"{root}/a/sub/x", f"{root}/b/target"} <= changed
+    assert {f"{root}/a/object", f"{root}/a/sub/x", f"{root}/b/target"} <= changed.keys()
+    assert changed[f"{root}/a/object"] is None and changed[f"{root}/b/target"] == cache.get(f"{root}/b/target")
     assert [n.key for n in cache.nodes()] == [f"{root}/b/object", f"{root}/b/target"]
 
 
@@ -315,3 +316,74 @@ def test_job_view_decodes_changes_as_a_full_decode_would(store: KVStore, etcd_pr
         cache.step()
     assert view.records() == decode_jobs(keys, cache.nodes())
     assert view.records()["a.service"].target == "m1" and "c.service" not in view.records()
+
+
+def test_job_view_indexes_follow_targets_and_heartbeats(store: KVStore, etcd_prefix: str) -> None:
+    from fleetpy.registry.cache import TreeCache
+    from fleetpy.registry.decode import decode_jobs
+    from fleetpy.registry.jobview import JobView
+    from fleetpy.registry.keys import Keys, Tree
+
+    keys = Keys(etcd_prefix)
+    obj = '{"Name":"%s","UnitHash":[' + ",".join(["1"] * 20) + "]}"
+    for name in ("a.service", "b.service", "c.service"):
+        store.set(keys.job_object(name), obj % name)
+    store.set(keys.target("a.service"), "m1")
+    cache = TreeCache(store, keys.tree(Tree.JOB), watch_timeout=0.3)
+    cache.step()  # loads
+    view = JobView(cache, keys)
+    view.sync()
+    assert view.scheduled_to("m1") == {"a.service"} and view.unscheduled() == {"b.service", "c.service"}
+
+    store.set(keys.target("b.service"), "m1")
+    store.set(keys.job_state("b.service"), "m1")
+    store.delete(keys.target("a.service"))
+    store.delete(keys.job_dir("c.service"), recursive=True)
+    store.set(keys.target("e.service"), "m2")  # a target before its object: scheduled, but no record yet
+    while cache.index < store.current_index():
+        cache.step()
+    view.sync()
+    assert view.scheduled_to("m1") == {"b.service"} and view.scheduled_to("m2") == {"e.service"}
+    assert view.unscheduled() == {"a.service"} and view.with_job_state("m1") == {"b.service"}
+    assert view.select({"a.service", "b.service", "c.service", "e.service"}) == {
+        n: r for n, r in decode_jobs(keys, cache.nodes()).items() if n in {"a.service", "b.service"}}
+    assert view.records() == decode_jobs(keys, cache.nodes())
+
+
+def test_cache_reread_logs_only_what_differs(store: KVStore, etcd_prefix: str) -> None:
+    from fleetpy.registry.cache import TreeCache
+
+    root = f"{etcd_prefix}tree"
+    for key in ("a", "b", "c"):
+        store.set(f"{root}/{key}", "1")
+    cache = TreeCache(store, root, watch_timeout=0.3)
+    cache.reload()
+    version = cache.version
+    assert cache.changes_since(version - 1)[1] is None  # nothing known before the first read
+    store.set(f"{root}/a", "2")
+    store.set(f"{root}/b", "1")  # same value, new modified index: a change all the same
+    store.delete(f"{root}/c")
+    store.set(f"{root}/d", "1")
+    cache.reload()  # the events are never read: the re-read alone must tell what changed
+    now, changed = cache.changes_since(version)
+    assert now == version + 1 and changed is not None
+    assert changed == {key: cache.get(key) for key in (f"{root}/a", f"{root}/b", f"{root}/c", f"{root}/d")}
+    assert changed[f"{root}/c"] is None and changed[f"{root}/a"] is not None and changed[f"{root}/a"].value == "2"
+    cache.reload()
+    assert cache.changes_since(version + 1) == (version + 2, {})
+
+
+def test_cache_change_log_overflow_asks_for_a_full_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fleetpy.registry import cache as cache_module
+    from fleetpy.registry.store import Event, Node
+
+    monkeypatch.setattr(cache_module, "CHANGE_LOG", 3)
+    cache = cache_module.TreeCache(MemoryStore(), "/t")
+    cache.reload()
+    start = cache.version
+    for i in range(7):  # the 7th change drops the 3 oldest
+        cache.apply(Event(Action.SET, Node(f"/t/k{i}", "v", 10 + i)))
+    assert cache.changes_since(start)[1] is None
+    assert cache.changes_since(start + 2)[1] is None  # the 3rd change is gone too
+    version, changed = cache.changes_since(start + 3)
+    assert version == start + 7 and changed is not None and sorted(changed) == [f"/t/k{i}" for i in range(3, 7)]
