@@ -90,7 +90,7 @@ class Agent:
 
     @jobs.setter
     def jobs(self, cache: TreeCache) -> None:
-        self._jobs = JobView(cache, self.registry.keys)
+        self._jobs = JobView(cache, self.registry.keys, self.machine().id)
 
     def on_job_event(self, event: Event | None) -> None:
         """TreeCache callback (the cache already holds the event): wake the loop for changes that can matter
@@ -195,10 +195,10 @@ class Agent:
             raise RegistryError("job tree not read yet")
         machine = self.machine()
         me = machine.id
-        view = self._jobs
-        view.sync()  # what concerns this machine: its units, the unscheduled ones (globals), its heartbeats
-        jobs = view.select(view.scheduled_to(me) | view.unscheduled() | view.with_job_state(me)
-                           | self._state.keys() | self._stale)
+        if self._jobs.machine != me:  # the view indexes by machine id (set when the agent was built)
+            self._jobs = JobView(self._jobs.cache, self.registry.keys, me)
+        self._jobs.sync()
+        jobs = self._jobs.mine()  # what concerns this machine: its units, the unscheduled ones (globals), its beats
         self._job_states = {name: (job.target, job.job_state) for name, job in jobs.items()}
         targets = {name: job.target for name, job in jobs.items()}
         names = wanted_bodies(me, targets)

@@ -40,6 +40,7 @@ class TreeCache:
         self._under: dict[str, set[str]] = {}  # directory -> every key below it (a recursive delete is O(its keys))
         self._log: list[tuple[int, str]] = []  # (version, key), versions ascending; CHANGE_LOG to 2 x CHANGE_LOG long
         self._floor = 0  # changes_since() knows nothing at or before this version (re-read, or log overflow)
+        self._trims = 0  # how often the log lost its oldest entries
         self._index = 0
         self.loaded = threading.Event()
         self.reloads = 0
@@ -54,16 +55,26 @@ class TreeCache:
         with self._lock:
             return self._nodes.get(key)
 
+    def peek(self, key: str) -> Node | None:
+        """``get`` without the lock (one dict read is atomic; a re-read swaps in a complete new dict): for
+        readers that look up many keys, each as of the moment it is read."""
+        return self._nodes.get(key)
+
     def changes_since(self, version: int) -> tuple[int, dict[str, Node | None] | None]:
         """``(current version, {key changed after version: its node, None when removed})``; None instead of the
         dict when the copy was re-read since then or the change log does not reach back that far: the reader must
-        read everything. The lock is held for a bisection and a slice only (the agents of a simulation share one
-        busy cache); a node may be newer than the version returned: it is then also among the next changes."""
-        with self._lock:
-            if version < self._floor:
-                return self.version, None
-            tail = self._log[bisect.bisect_right(self._log, version, key=_version):]
-            current, nodes = self.version, self._nodes  # a re-read replaces the dict: this one stays consistent
+        read everything. Without the lock (the agents of a simulation share one busy cache, and a lock held by a
+        thread that waits for the GIL makes a convoy): writers log a change before they bump ``version``, so
+        every change up to the version returned is in the dict; a later one may be too (and in the next call)."""
+        current, trims = self.version, self._trims
+        if version < self._floor:
+            return current, None
+        log = self._log
+        tail = log[bisect.bisect_right(log, version, key=_version):]
+        if self._trims != trims:  # the log lost its oldest entries meanwhile: the bisection may have missed
+            with self._lock:
+                return self.changes_since(version)
+        nodes = self._nodes  # a re-read swaps in a new, complete dict
         return current, {key: nodes.get(key) for _, key in tail}
 
     @property
@@ -76,24 +87,26 @@ class TreeCache:
         """Re-read the tree. The keys whose node differs from the copy's (by modified index) are logged as
         changes, so readers of ``changes_since`` take only those, not the whole tree, after a re-read."""
         listing = self.store.list(self.prefix)
+        nodes: dict[str, Node] = {}
+        under: dict[str, set[str]] = {}
+        for node in listing.nodes:
+            self._add(node, nodes, under)
         with self._lock:
-            old = self._nodes
-            self._nodes = {}
-            self._under = {}
-            for node in listing.nodes:
-                self._add(node)
+            old, self._nodes, self._under = self._nodes, nodes, under
             self._index = listing.index
-            self.version += 1
+            version = self.version + 1
             changed = [key for key, node in self._nodes.items()
                        if (was := old.get(key)) is None or was.modified_index != node.modified_index
                        or was.value != node.value]
             changed += [key for key in old if key not in self._nodes]
             if not self.loaded.is_set() or len(changed) >= CHANGE_LOG:
+                self._trims += 1  # before the log changes: see changes_since
+                self._floor = version
                 self._log.clear()
-                self._floor = self.version
             else:
                 for key in changed:
-                    self._note(key)
+                    self._note(version, key)
+            self.version = version  # last: a reader without the lock sees a version's changes before the version
         self.reloads += 1
         self.loaded.set()
         if self.on_change is not None:
@@ -102,23 +115,26 @@ class TreeCache:
     def apply(self, event: Event) -> None:
         node = event.node
         with self._lock:
-            self.version += 1
+            version = self.version + 1
             if event.action.removes:
                 for key in self._removed_by(node.key.rstrip("/")):
                     self._remove(key)
-                    self._note(key)
+                    self._note(version, key)
             elif not node.is_dir and node.value is not None:
                 self._add(node)
-                self._note(node.key)
+                self._note(version, node.key)
             self._index = max(self._index, node.modified_index)
+            self.version = version  # last (see reload)
         if self.on_change is not None:
             self.on_change(event)
 
-    def _add(self, node: Node) -> None:
-        if node.key not in self._nodes:
+    def _add(self, node: Node, nodes: dict[str, Node] | None = None, under: dict[str, set[str]] | None = None) -> None:
+        nodes = self._nodes if nodes is None else nodes
+        under = self._under if under is None else under
+        if node.key not in nodes:
             for parent in self._parents(node.key):
-                self._under.setdefault(parent, set()).add(node.key)
-        self._nodes[node.key] = node
+                under.setdefault(parent, set()).add(node.key)
+        nodes[node.key] = node
 
     def _remove(self, key: str) -> None:
         del self._nodes[key]
@@ -129,11 +145,12 @@ class TreeCache:
                 if not children:
                     del self._under[parent]
 
-    def _note(self, key: str) -> None:
-        """Log a change of ``key`` at the current version; past 2 x CHANGE_LOG entries the oldest CHANGE_LOG go
-        (nothing is known at or before the last version dropped)."""
-        self._log.append((self.version, key))
+    def _note(self, version: int, key: str) -> None:
+        """Log a change of ``key`` at ``version``; past 2 x CHANGE_LOG entries the oldest CHANGE_LOG go (nothing is
+        known at or before the last version dropped)."""
+        self._log.append((version, key))
         if len(self._log) > 2 * CHANGE_LOG:
+            self._trims += 1  # before the log changes: see changes_since
             self._floor = self._log[CHANGE_LOG - 1][0]
             del self._log[:CHANGE_LOG]
 

@@ -318,7 +318,7 @@ def test_job_view_decodes_changes_as_a_full_decode_would(store: KVStore, etcd_pr
     assert view.records()["a.service"].target == "m1" and "c.service" not in view.records()
 
 
-def test_job_view_indexes_follow_targets_and_heartbeats(store: KVStore, etcd_prefix: str) -> None:
+def test_job_view_of_a_machine_keeps_what_concerns_it(store: KVStore, etcd_prefix: str) -> None:
     from fleetpy.registry.cache import TreeCache
     from fleetpy.registry.decode import decode_jobs
     from fleetpy.registry.jobview import JobView
@@ -326,28 +326,34 @@ def test_job_view_indexes_follow_targets_and_heartbeats(store: KVStore, etcd_pre
 
     keys = Keys(etcd_prefix)
     obj = '{"Name":"%s","UnitHash":[' + ",".join(["1"] * 20) + "]}"
-    for name in ("a.service", "b.service", "c.service"):
+    for name in ("a.service", "b.service", "c.service", "f.service"):
         store.set(keys.job_object(name), obj % name)
     store.set(keys.target("a.service"), "m1")
+    store.set(keys.target("f.service"), "m2")
     cache = TreeCache(store, keys.tree(Tree.JOB), watch_timeout=0.3)
     cache.step()  # loads
-    view = JobView(cache, keys)
+    view = JobView(cache, keys, "m1")
     view.sync()
-    assert view.scheduled_to("m1") == {"a.service"} and view.unscheduled() == {"b.service", "c.service"}
+    assert set(view.mine()) == {"a.service", "b.service", "c.service"}  # f is another machine's
 
-    store.set(keys.target("b.service"), "m1")
-    store.set(keys.job_state("b.service"), "m1")
-    store.delete(keys.target("a.service"))
+    store.set(keys.target("b.service"), "m2")  # scheduled elsewhere
+    store.set(keys.job_state("f.service"), "m1")  # a heartbeat naming this machine
+    store.delete(keys.target("a.service"))  # unscheduled again
     store.delete(keys.job_dir("c.service"), recursive=True)
-    store.set(keys.target("e.service"), "m2")  # a target before its object: scheduled, but no record yet
+    store.set(keys.target("e.service"), "m1")  # a target before its object: no record yet
     while cache.index < store.current_index():
         cache.step()
     view.sync()
-    assert view.scheduled_to("m1") == {"b.service"} and view.scheduled_to("m2") == {"e.service"}
-    assert view.unscheduled() == {"a.service"} and view.with_job_state("m1") == {"b.service"}
-    assert view.select({"a.service", "b.service", "c.service", "e.service"}) == {
-        n: r for n, r in decode_jobs(keys, cache.nodes()).items() if n in {"a.service", "b.service"}}
-    assert view.records() == decode_jobs(keys, cache.nodes())
+    full = decode_jobs(keys, cache.nodes())
+    assert view.mine() == {n: full[n] for n in ("a.service", "f.service")}
+    store.set(keys.job_object("e.service"), obj % "e.service")
+    store.set(keys.target_state("a.service"), "launched")
+    while cache.index < store.current_index():
+        cache.step()
+    view.sync()
+    full = decode_jobs(keys, cache.nodes())
+    assert view.mine() == {n: full[n] for n in ("a.service", "e.service", "f.service")}
+    assert JobView(cache, keys).records() == full
 
 
 def test_cache_reread_logs_only_what_differs(store: KVStore, etcd_prefix: str) -> None:
