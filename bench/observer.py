@@ -45,6 +45,11 @@ class Observer:
         with self._lock:
             return sum(1 for name in names if "active" in self._states.get(name, {}).values())
 
+    def machines_active(self, name: str) -> int:
+        """On how many machines ``name`` is ``active`` (a global unit)."""
+        with self._lock:
+            return sum(1 for state in self._states.get(name, {}).values() if state == "active")
+
     def none_left(self, names: set[str]) -> bool:
         """No machine reports a state for any of ``names``."""
         with self._lock:

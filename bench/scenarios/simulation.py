@@ -9,10 +9,10 @@ disabled, niced, with a 50 ms GIL switch interval (with CPython's default 5 ms, 
 ~0.5 core each in futex wake-ups when the machine was busy, starving etcd); what the workers share is said in
 ``bench.sim.worker``. etcd stands for a dedicated host: as root, its scheduler autogroup gets nice -10 (without
 it, on 2 busy cores its raft loop waited for CPU, WAL fsyncs took 30-100 ms and writes timed out). Progress is
-observed with raw recursive GETs (``bench.sim.probe``): of the whole tree every 2 s (0.5 s below 5,000 units; a
-3 MB read holds etcd's v2 store lock: polling faster slows the writes being measured), of the global unit's
-states every 0.25 s. The
-machine's load average is noted with each timing: on 2 cores, other work running at the same time shows.
+followed from watch streams of ``job/`` and ``states/`` in the bench's process (``bench.observer``, checked every
+0.1 s). Until the fifth round of bench/PROFILING.md the bench read the whole tree every 2 s instead; each 3-5 MB
+read held etcd's v2 store lock while 1,000 machines were writing. The machine's load average is noted with each
+timing: on 2 cores, other work running at the same time shows.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, Figure, stopwatch, wait_until
+from bench.observer import Observer
 from bench.sim import probe
 from bench.sim.worker import machine_id
 from fleetpy.errors import RegistryError
@@ -204,15 +205,25 @@ def run(quick: bool) -> list[Figure]:
 
 def scale(sim: Simulation, units: list[Unit], size: str, limit: float) -> list[Figure]:
     """Submit ``units``, wait until all are scheduled and active, then start a global unit."""
-    names, n, machines = {u.name for u in units}, len(units), sim.machines
-    every = 2.0 if n >= 5_000 else 0.5  # a recursive read of 10,000 units holds etcd's store lock ~0.1 s
+    store = EtcdStore(sim.url, timeout=30)
+    observer = Observer(Registry(store, PREFIX))
+    try:
+        return _scale(sim, units, {u.name for u in units}, size, limit, observer)
+    finally:
+        observer.close()
+        store.close()
+
+
+def _scale(sim: Simulation, units: list[Unit], names: set[str], size: str, limit: float,
+           observer: Observer) -> list[Figure]:
+    n, machines = len(units), sim.machines
     cpu0, req0, fsync0 = sim.cpu(), probe.etcd_requests(sim.url)["total"], probe.etcd_fsync(sim.url)
     written, retries = submit(sim.registry, units)
     busy = load()
-    scheduled, t_sched = poll(lambda: len(probe.targets(sim.url, PREFIX).keys() & names) == n, limit, every)
-    got = len(probe.targets(sim.url, PREFIX).keys() & names)
-    active, t_active = poll(lambda: len(probe.active_states(sim.url, PREFIX).keys() & names) == n, limit, every)
-    up = len(probe.active_states(sim.url, PREFIX).keys() & names)
+    scheduled, t_sched = poll(lambda: observer.scheduled(names) == n, limit, 0.1)
+    got = observer.scheduled(names)
+    active, t_active = poll(lambda: observer.active(names) == n, limit, 0.1)
+    up = observer.active(names)
     cpu, requests = sim.cpu() - cpu0, probe.etcd_requests(sim.url)["total"] - req0
     fsync = [b - a for a, b in zip(fsync0, probe.etcd_fsync(sim.url), strict=True)]
     figures = [
@@ -231,9 +242,9 @@ def scale(sim: Simulation, units: list[Unit], size: str, limit: float) -> list[F
     sim.registry.create_unit(Unit("everywhere.service", UnitFile.parse(GLOBAL), JobState.LAUNCHED))
 
     def reached() -> int:
-        return len(probe.active_states(sim.url, PREFIX, "everywhere.service").get("everywhere.service", ()))
+        return observer.machines_active("everywhere.service")
 
-    everywhere, t_global = poll(lambda: reached() == machines, limit, 0.25)
+    everywhere, t_global = poll(lambda: reached() == machines, limit, 0.1)
     figures.append(Figure(
         "simulation", f"global unit -> active on all {machines} machines ({size})", "s", [t_global],
         reference="700 nodes: only ~400-500 reached per attempt (#1579); 10 nodes: 5.1-7.2 s",

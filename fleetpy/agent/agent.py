@@ -115,10 +115,10 @@ class Agent:
         if len(parts) == 3 and parts[2] == "target":
             return not event.action.removes and event.node.value == me
         keys = self.registry.keys
-        target = self.jobs.get(keys.target(name))
+        target = self.jobs.peek(keys.target(name))  # on the watch thread, for every event: no lock
         if target is not None:
             return target.value == me
-        obj = self.jobs.get(keys.job_object(name))  # unscheduled: matters only if it is (or may be) global
+        obj = self.jobs.peek(keys.job_object(name))  # unscheduled: matters only if it is (or may be) global
         if obj is None or obj.value is None:
             return False
         try:
