@@ -1,51 +1,12 @@
-"""Cheap observers for the scale benchmarks: etcd read raw (one recursive GET, plain ``json``, no client objects:
-the observer must not be what limits a 10,000-unit poll), etcd's ``/metrics``, and ``/proc`` figures of a process.
-"""
+"""Cheap probes for the scale benchmarks: etcd's ``/metrics``, and ``/proc`` figures of a process (progress is
+followed by ``bench.observer``)."""
 
 from __future__ import annotations
 
-import json
 import os
 import urllib.error
 import urllib.request
 from collections import Counter
-from typing import Any
-
-
-def _tree(endpoint: str, key: str) -> list[dict[str, Any]]:
-    """The children of ``key`` (recursive), [] when it does not exist."""
-    try:
-        with urllib.request.urlopen(f"{endpoint}/v2/keys{key}?recursive=true", timeout=30) as resp:
-            data = json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        if err.code == 404:
-            return []
-        raise
-    nodes: list[dict[str, Any]] = data.get("node", {}).get("nodes", [])
-    return nodes
-
-
-def targets(endpoint: str, prefix: str) -> dict[str, str]:
-    """unit name -> target machine, for every unit with a target."""
-    out = {}
-    for job in _tree(endpoint, f"{prefix}job"):
-        for leaf in job.get("nodes", []):
-            if leaf["key"].endswith("/target") and leaf.get("value"):
-                out[job["key"].rsplit("/", 1)[1]] = leaf["value"]
-    return out
-
-
-def active_states(endpoint: str, prefix: str, unit: str | None = None) -> dict[str, set[str]]:
-    """unit name -> machines publishing it ``active`` (``unit``: only that unit's directory is read)."""
-    key = f"{prefix}states" + (f"/{unit}" if unit else "")
-    units = [{"key": key, "nodes": _tree(endpoint, key)}] if unit else _tree(endpoint, key)
-    out: dict[str, set[str]] = {}
-    for entry in units:
-        name = entry["key"].rsplit("/", 1)[1]
-        for leaf in entry.get("nodes", []):
-            if '"activeState":"active"' in (leaf.get("value") or ""):
-                out.setdefault(name, set()).add(leaf["key"].rsplit("/", 1)[1])
-    return out
 
 
 def etcd_requests(endpoint: str) -> Counter[str]:
