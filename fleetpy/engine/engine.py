@@ -35,9 +35,6 @@ from fleetpy.registry.store import Event
 
 log = logging.getLogger("fleetpy.engine")
 WRITE_BATCH = 256  # units written concurrently between two lease checks of a long pass
-MIN_GAP = 0.1  # a pass starts at least this long after the previous one: in a burst of submits each pass costs
-# O(units), and back to back they took the cores the client's writes needed (1,000 units on 3 nodes, all
-# scheduled: median 3.53 s with no gap, 2.86 s with 0.1 s, 3.21 s with 0.2 s; 3-6 runs each)
 
 _JOB_FIELDS = frozenset({"object", "target-state", "target"})  # job-state heartbeats do not wake the engine
 
@@ -58,18 +55,8 @@ class _Follower:
         self._threads: list[threading.Thread] = []
 
     def _job_changed(self, event: Event | None) -> None:
-        """Wake for a unit's object, target-state or target; not for heartbeats, nor for the object of a new unit
-        whose target state is yet to come (written next: a pass now would find nothing to do, and the pass gap
-        would then delay the one that schedules it)."""
-        keys = self.registry.keys
-        parts = keys.split(event.node.key) if event is not None else ()
-        if event is None or len(parts) < 3:
-            wake = True
-        elif parts[2] == "object" and not event.action.removes:
-            wake = self.jobs.peek(keys.target_state(parts[1])) is not None
-        else:
-            wake = parts[2] in _JOB_FIELDS
-        if wake:
+        parts = self.registry.keys.split(event.node.key) if event is not None else ()
+        if event is None or len(parts) < 3 or parts[2] in _JOB_FIELDS:
             self.trigger.fire()
 
     def _machine_changed(self, event: Event | None) -> None:
@@ -109,7 +96,7 @@ class Engine:
 
     def __init__(self, registry: Registry, machine_id: str, *, reconcile_interval: float = 2.0,
                  clock: Callable[[], float] = time.monotonic, version: int = ENGINE_VERSION,
-                 disable_engine: bool = False, watch_timeout: float = 10.0, min_gap: float = MIN_GAP,
+                 disable_engine: bool = False, watch_timeout: float = 10.0, min_gap: float = 0.0,
                  mass_loss_hold: float | None = None, reason_resync: float = 60.0, agent_ttl: float = 30.0) -> None:
         """``agent_ttl``: the machines' TTL (this daemon's own, as fleet assumes one for the cluster); an etcd
         outage of half of it or more can expire a healthy agent, so only such an outage makes the damper hold
