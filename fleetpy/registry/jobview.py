@@ -89,24 +89,12 @@ class JobView:
         if name in self._records:
             self._dirty.add(name)
         if field == "target":
-            if value == machine:
-                self._mine.add(name)
-            else:
-                self._mine.discard(name)
-            if value or self.cache.peek(self.keys.job_object(name)) is None:
-                self._untargeted.discard(name)
-            else:
-                self._untargeted.add(name)
+            _mark(self._mine, name, value == machine)
+            _mark(self._untargeted, name, not value and self.cache.peek(self.keys.job_object(name)) is not None)
         elif field == "object":
-            if value is None or self.cache.peek(self.keys.target(name)) is not None:
-                self._untargeted.discard(name)
-            else:
-                self._untargeted.add(name)
+            _mark(self._untargeted, name, value is not None and self.cache.peek(self.keys.target(name)) is None)
         elif field == "job-state":
-            if value == machine:
-                self._beats.add(name)
-            else:
-                self._beats.discard(name)
+            _mark(self._beats, name, value == machine)
 
     def _decode(self, name: str) -> None:
         keys, cache = self.keys, self.cache
@@ -121,3 +109,10 @@ class JobView:
             self._records.pop(name, None)
         else:
             self._records[name] = record
+
+
+def _mark(members: set[str], name: str, member: bool) -> None:
+    if member:
+        members.add(name)
+    else:
+        members.discard(name)
