@@ -69,13 +69,24 @@ class ClusterState:
 
 
 class Slot:
-    """One machine in a Placement (a ``constraints.MachineView``)."""
+    """One machine in a Placement (a ``constraints.MachineView``). Change ``units`` only through ``add`` and
+    ``discard``: they keep ``constrained`` in step."""
 
-    __slots__ = ("machine", "units")
+    __slots__ = ("constrained", "machine", "units")
 
     def __init__(self, machine: MachineState) -> None:
         self.machine = machine
         self.units: dict[str, Requirements] = {}
+        self.constrained: dict[str, Requirements] = {}
+
+    def add(self, name: str, requirements: Requirements) -> None:
+        self.units[name] = requirements
+        if constraints.is_constrained(requirements):
+            self.constrained[name] = requirements
+
+    def discard(self, name: str) -> None:
+        self.units.pop(name, None)
+        self.constrained.pop(name, None)
 
     @property
     def id(self) -> str:
@@ -104,7 +115,7 @@ class Placement:
             if spec.target is None or not spec.wants_machine:
                 continue
             if spec.target in self.slots:
-                self.slots[spec.target].units[spec.name] = spec.requirements
+                self.slots[spec.target].add(spec.name, spec.requirements)
                 self.where[spec.name] = spec.target
             elif spec.target in cluster.held:
                 self.where[spec.name] = spec.target
@@ -118,9 +129,9 @@ class Placement:
         for slot in self.slots.values():
             if req.metadata and not constraints.metadata_matches(slot.machine.metadata, req.metadata):
                 continue
-            if constraints.has_conflict(spec.name, req.conflicts, slot.units):
+            if constraints.has_conflict(spec.name, req.conflicts, slot.units if req.conflicts else slot.constrained):
                 continue
-            slot.units[spec.name] = req
+            slot.add(spec.name, req)
 
     # -- queries --------------------------------------------------------------------------------------------
     def spec(self, name: str) -> UnitSpec:
@@ -151,7 +162,7 @@ class Placement:
     def place(self, name: str, machine_id: str) -> None:
         slot = self.slots[machine_id]
         old = slot.load
-        slot.units[name] = self.cluster.units[name].requirements
+        slot.add(name, self.cluster.units[name].requirements)
         self.where[name] = machine_id
         self._reorder(slot, old)
 
@@ -160,5 +171,5 @@ class Placement:
         slot = self.slots.get(machine_id) if machine_id is not None else None
         if slot is not None and name in slot.units:
             old = slot.load
-            del slot.units[name]
+            slot.discard(name)
             self._reorder(slot, old)

@@ -17,13 +17,28 @@ from fleetpy.model.records import MachineState
 
 
 class MachineView(Protocol):
-    """A machine and the units placed on it (scheduled non-global units plus the global units it runs)."""
+    """A machine and the units placed on it (scheduled non-global units plus the global units it runs), and
+    ``constrained``: those of them that declare Conflicts or Replaces (``constrained(units)``). Only their globs
+    can refuse a newcomer that declares neither: a check scans them, not a machine's every unit."""
 
     @property
     def machine(self) -> MachineState: ...
 
     @property
     def units(self) -> Mapping[str, Requirements]: ...
+
+    @property
+    def constrained(self) -> Mapping[str, Requirements]: ...
+
+
+def is_constrained(requirements: Requirements) -> bool:
+    """Whether a unit's own globs can refuse another unit (it declares Conflicts or Replaces)."""
+    return bool(requirements.conflicts or requirements.replaces)
+
+
+def constrained(units: Mapping[str, Requirements]) -> dict[str, Requirements]:
+    """The units among ``units`` that declare Conflicts or Replaces."""
+    return {name: req for name, req in units.items() if is_constrained(req)}
 
 
 class RefusalKind(enum.StrEnum):
@@ -137,10 +152,11 @@ def first_refusal(view: MachineView, name: str, requirements: Requirements) -> R
     for peer in requirements.peers:
         if peer not in units:
             return Refusal(RefusalKind.PEER, peer)
-    conflict = conflicting_unit(name, requirements.conflicts, units)
+    # the unit's own Conflicts are matched against every unit here; the others' only where they declare some
+    conflict = conflicting_unit(name, requirements.conflicts, units if requirements.conflicts else view.constrained)
     if conflict is not None:
         return Refusal(RefusalKind.CONFLICT, conflict)
-    replacer = replaced_by(name, requirements, units)
+    replacer = replaced_by(name, requirements, view.constrained)
     if replacer is not None:
         return Refusal(RefusalKind.REPLACED, replacer)
     return None

@@ -89,3 +89,21 @@ def test_replacer_picks_least_loaded_of_the_machines_running_what_it_replaces() 
              unit("x.service", Replaces="old@*.service")]
     assert decide(units, "ABC") == scheduler.Decision(B, "replaces old@2.service", ("old@2.service",))
 
+
+
+def test_slots_keep_their_constrained_units_in_step() -> None:
+    """A slot scans only its units that declare Conflicts or Replaces for a newcomer that declares neither:
+    that subset follows every place and remove."""
+    state = cluster([unit("c.service", "A", Conflicts="x.service"), unit("r.service", Replaces="x.service"),
+                     unit("plain.service", "A"), unit("x.service")], "AB")
+    placement = Placement(state)
+    a, b = placement.slots[A], placement.slots[B]
+    assert sorted(a.constrained) == ["c.service"] and sorted(a.units) == ["c.service", "plain.service"]
+    placement.place("r.service", B)
+    assert sorted(b.constrained) == ["r.service"]
+    assert scheduler.decide(placement, state.units["x.service"]).reason == (
+        "no machine can run it: 1 has conflicting c.service; 1 has its replacer r.service")
+    placement.remove("c.service")
+    placement.remove("r.service")
+    assert a.constrained == {} and b.constrained == {} and sorted(a.units) == ["plain.service"]
+    assert scheduler.decide(placement, state.units["x.service"]).machine_id == B

@@ -30,6 +30,10 @@ class View:
     machine: MachineState
     units: Mapping[str, Requirements] = field(default_factory=dict)
 
+    @property
+    def constrained(self) -> Mapping[str, Requirements]:
+        return constraints.constrained(self.units)
+
 
 def view(units: dict[str, Requirements] | None = None, *, mid: str = MID, **metadata: str) -> View:
     return View(MachineState(mid, metadata=metadata), units or {})
