@@ -31,7 +31,7 @@ from fleetpy.registry.endpoints import TLSConfig
 from fleetpy.registry.etcd import EtcdStore
 from fleetpy.registry.keys import Tree
 from fleetpy.registry.registry import Registry
-from fleetpy.registry.store import KVStore
+from fleetpy.registry.store import Event, KVStore
 from fleetpy.systemd.base import UnitManager
 
 log = logging.getLogger("fleetpy.server")
@@ -192,6 +192,17 @@ class Server:
             self.lock_fd = None
 
 
+OnChange = Callable[[Event | None], None]
+
+
+def _both(first: OnChange, second: OnChange) -> OnChange:
+    """One cache callback that calls two (a TreeCache has one)."""
+    def call(event: Event | None) -> None:
+        first(event)
+        second(event)
+    return call
+
+
 def build_api(config: Config, registry: Registry, metrics: Any) -> Any:
     """fleet's HTTP API for this daemon (``api_socket``/``api_tcp``), or None when neither is set. Built once per
     process and kept across SIGHUP rebuilds (its registry is swapped), so its listeners stay open, as fleet's."""
@@ -245,7 +256,11 @@ def build(config: Config, *, store: KVStore | None = None, manager: UnitManager 
         engine: Component | None = None
         if not config.disable_engine:
             from fleetpy.engine.engine import Engine  # built only when enabled (disable_engine=true skips it)
-            built = Engine(registry, machine_id, reconcile_interval=config.engine_reconcile_interval, agent_ttl=ttl)
+            # with watches on, the engine reads the agent's copy of job/: one watch and one decode of each event
+            built = Engine(registry, machine_id, reconcile_interval=config.engine_reconcile_interval, agent_ttl=ttl,
+                           jobs=None if config.disable_watches else jobs)
+            if not config.disable_watches:
+                jobs.on_change = _both(agent.on_job_event, built.on_job_event)
             if metrics is not None:
                 built.metrics = metrics
             engine = built

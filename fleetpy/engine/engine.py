@@ -40,13 +40,18 @@ _JOB_FIELDS = frozenset({"object", "target-state", "target"})  # job-state heart
 
 
 class _Follower:
-    """One leadership term's watch-maintained copies of ``job/`` and ``machines/``, and what wakes the loop."""
+    """One leadership term's watch-maintained copies of ``job/`` and ``machines/``, and what wakes the loop.
+    ``jobs``: the daemon's copy of ``job/``, followed by the daemon (which passes its events to ``job_changed``);
+    None: the term follows its own."""
 
-    def __init__(self, registry: Registry, trigger: Trigger, watch_timeout: float) -> None:
+    def __init__(self, registry: Registry, trigger: Trigger, watch_timeout: float,
+                 jobs: TreeCache | None = None) -> None:
         self.registry = registry
         self.trigger = trigger
         store, keys = registry.store, registry.keys
-        self.jobs = TreeCache(store, keys.tree(Tree.JOB), on_change=self._job_changed, watch_timeout=watch_timeout)
+        self.owns_jobs = jobs is None
+        self.jobs = jobs if jobs is not None else TreeCache(store, keys.tree(Tree.JOB), on_change=self.job_changed,
+                                                            watch_timeout=watch_timeout)
         self.records = JobView(self.jobs, keys)  # decoded pass by pass: only what changed since the last pass
         self.machines = TreeCache(store, keys.tree(Tree.MACHINES), on_change=self._machine_changed,
                                   watch_timeout=watch_timeout)
@@ -54,7 +59,7 @@ class _Follower:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def _job_changed(self, event: Event | None) -> None:
+    def job_changed(self, event: Event | None) -> None:
         parts = self.registry.keys.split(event.node.key) if event is not None else ()
         if event is None or len(parts) < 3 or parts[2] in _JOB_FIELDS:
             self.trigger.fire()
@@ -77,6 +82,8 @@ class _Follower:
 
     def start(self) -> None:
         for name, cache in (("jobs", self.jobs), ("machines", self.machines)):
+            if cache is self.jobs and not self.owns_jobs:
+                continue
             thread = threading.Thread(target=cache.run, args=(self._stop,), name=f"engine-watch-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -97,10 +104,13 @@ class Engine:
     def __init__(self, registry: Registry, machine_id: str, *, reconcile_interval: float = 2.0,
                  clock: Callable[[], float] = time.monotonic, version: int = ENGINE_VERSION,
                  disable_engine: bool = False, watch_timeout: float = 10.0, min_gap: float = 0.0,
-                 mass_loss_hold: float | None = None, reason_resync: float = 60.0, agent_ttl: float = 30.0) -> None:
+                 mass_loss_hold: float | None = None, reason_resync: float = 60.0, agent_ttl: float = 30.0,
+                 jobs: TreeCache | None = None) -> None:
         """``agent_ttl``: the machines' TTL (this daemon's own, as fleet assumes one for the cluster); an etcd
         outage of half of it or more can expire a healthy agent, so only such an outage makes the damper hold
-        machines found missing afterwards (``LossDamper``)."""
+        machines found missing afterwards (``LossDamper``). ``jobs``: the daemon's watch-maintained copy of
+        ``job/``, which the agent reads too (the daemon follows it and passes its events to ``on_job_event``): a
+        leader then decodes each job event once, on one watch, instead of twice; None: each term keeps its own."""
         self.registry = registry
         self.machine_id = machine_id
         self.metrics: PassMetrics = NULL
@@ -117,6 +127,7 @@ class Engine:
         self.damper = LossDamper(15 * reconcile_interval if mass_loss_hold is None else mass_loss_hold,
                                  outage=agent_ttl / 2)
         self.sweeper = Sweeper(registry)  # removes the TTL-less states of machines that are gone
+        self.jobs = jobs
         self._follower: _Follower | None = None
         self._lease_watch: TreeCache | None = None  # while run() runs
         self._watching = False  # run() follows the watch stream; reconcile_once() alone re-reads each call
@@ -148,6 +159,12 @@ class Engine:
             lease_done.set()
             self._end_term()
             self._watching = False
+
+    def on_job_event(self, event: Event | None) -> None:
+        """The shared ``jobs`` cache's callback (its watch thread): wakes the loop while leading."""
+        follower = self._follower
+        if follower is not None and not follower.owns_jobs:
+            follower.job_changed(event)
 
     def _wake_on(self, stop: threading.Event) -> None:
         stop.wait()
@@ -187,7 +204,8 @@ class Engine:
             return []
         follower = self._follower
         if follower is None:
-            follower = self._follower = _Follower(self.registry, self.trigger, self.watch_timeout)
+            follower = self._follower = _Follower(self.registry, self.trigger, self.watch_timeout,
+                                                  self.jobs if self._watching else None)
             if self._watching:
                 follower.start()
         if not self._watching:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -139,6 +140,25 @@ def test_with_the_engine_an_unscheduled_unit_is_scheduled_here_and_runs(
     assert registry.job("a.service").target == ME  # type: ignore[union-attr]
     assert running.finish() == 0
     assert registry.lease() is None  # released on shutdown
+
+
+def test_the_engine_follows_the_agents_job_cache_and_wakes_on_its_events(
+        make: Callable[..., tuple[Server, Running]], store: KVStore, etcd_prefix: str) -> None:
+    """One watch of job/ per daemon: the engine reads the agent's copy and is woken by its events (a 30 s
+    safety pass would be too late for these waits)."""
+    srv, running = make(disable_engine=False, engine_reconcile_interval=30.0)
+    assert srv.engine is not None and srv.engine.jobs is srv.agent.jobs  # type: ignore[attr-defined]
+    assert running.ready.wait(10)
+    registry = Registry(store, etcd_prefix)
+
+    def scheduled(name: str) -> bool:
+        job = registry.job(name)
+        return job is not None and job.target == ME
+
+    for name in ("a.service", "b.service"):
+        registry.create_unit(unit(name, L))
+        assert wait_until(functools.partial(scheduled, name), timeout=10)
+    assert running.finish() == 0
 
 
 def test_an_unusable_units_directory_is_a_one_line_error(tmp_path: Path) -> None:
