@@ -8,12 +8,12 @@ or a lost compare-and-swap is an answer, not a failure, so only other errors cou
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TypeVar
 
 from fleetpy.api.metrics import Metrics
 from fleetpy.errors import CASConflict, NotFound
-from fleetpy.registry.store import Event, KVStore, Listing, Node
+from fleetpy.registry.store import Event, KVStore, Listing, LiveStream, Node
 
 T = TypeVar("T")
 
@@ -58,8 +58,8 @@ class MeteredStore:
     def watch(self, prefix: str, *, after_index: int, timeout: float) -> Event | None:
         return self.inner.watch(prefix, after_index=after_index, timeout=timeout)
 
-    def watch_stream(self, prefix: str, *, after_index: int, timeout: float) -> Iterator[Event]:
-        return self.inner.watch_stream(prefix, after_index=after_index, timeout=timeout)
+    def stream(self, prefix: str, *, timeout: float) -> LiveStream:
+        return self.inner.stream(prefix, timeout=timeout)
 
     def current_index(self) -> int:
         return self.inner.current_index()

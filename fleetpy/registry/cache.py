@@ -21,6 +21,7 @@ from fleetpy.registry.store import Event, IndexCleared, KVStore, Node
 CATCH_UP_LAG = 100  # events behind the store before a re-read replaces the event-by-event catch-up
 CHANGE_LOG = 100_000  # changed keys remembered for changes_since()
 STREAM_QUIET = 0.5  # a watch stream with no event for this long ends: the tree is quiet again (or etcd dropped it)
+FILL_WAIT = 0.05  # a watch that fills the gap before a stream waits this long for an event up to the stream's start
 log = logging.getLogger("fleetpy.registry.cache")
 
 
@@ -193,25 +194,46 @@ class TreeCache:
 
     def follow(self, quiet: float = STREAM_QUIET) -> None:
         """Stream the changes (one request for a burst, where ``step`` costs one per event) until none came for
-        ``quiet`` s. etcd answers a stream that starts in the past with that one event (see
-        ``KVStore.watch_stream``): a new stream follows it. etcd also drops a stream whose reader falls 100
-        events behind, silently: the stream just goes quiet, which the short ``quiet`` bounds; ``run`` then
-        long-polls with ``step`` from where the stream stopped, which finds what was dropped."""
+        ``quiet`` s. The stream is live from when it opens (``KVStore.stream``); the changes between the copy's
+        index and there are taken first (``_fill``). A stream the store ends is followed by a new one at once,
+        its gap filled the same way. etcd stops sending to a reader 100 events behind without ending the
+        stream: ``quiet`` bounds that stall, and ``step`` then finds what was missed."""
         if not self.loaded.is_set():
             self.reload()
             return
         try:
             while True:
-                for event in self.store.watch_stream(self.prefix, after_index=self.index, timeout=quiet):
-                    self.apply(event)
-                    if event.store_index >= event.node.modified_index:  # from the history: a new stream
-                        if self._reload_if_far_behind(event):
-                            return
-                        break
-                else:
-                    return  # quiet, or closed by the store
+                stream = self.store.stream(self.prefix, timeout=quiet)
+                try:
+                    self._fill(stream.opened)
+                    for event in stream:
+                        if event.node.modified_index > self.index:  # else the fill's re-read had it
+                            self.apply(event)
+                finally:
+                    stream.close()
+                if stream.quiet:
+                    return
         except IndexCleared:
             log.info("watch on %s fell behind the event history: re-reading", self.prefix)
+            self.reload()
+
+    def _fill(self, opened: int) -> None:
+        """Bring the copy up to ``opened`` (where a live stream starts): event by event from the store's history
+        (a request each) while few come, else one re-read. Raises IndexCleared when the history is outrun."""
+        for _ in range(self._catch_up_lag()):
+            if self.index >= opened:
+                return
+            event = self.store.watch(self.prefix, after_index=self.index, timeout=FILL_WAIT)
+            if event is None or event.node.modified_index > opened:
+                # nothing more under the prefix up to ``opened`` (other trees' writes moved the index); the
+                # event after it comes on the stream too
+                with self._lock:
+                    self._index = max(self._index, opened)
+                return
+            self.apply(event)
+        if self.index < opened:
+            log.debug("watch on %s: more than %d events to catch up: re-reading", self.prefix,
+                      self._catch_up_lag())
             self.reload()
 
     def _reload_if_far_behind(self, event: Event) -> bool:

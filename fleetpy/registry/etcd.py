@@ -214,15 +214,15 @@ class EtcdStore:
             return None
         return _event(result, int(getattr(result, "etcd_index", 0) or 0))
 
-    def watch_stream(self, prefix: str, *, after_index: int, timeout: float) -> Iterator[Event]:
-        """etcd v2's streaming watch (``stream=true``: newline-separated events on one chunked response), which
-        python-etcd does not offer: the request goes through python-etcd's own connection pool, headers and
-        error handling; only the reading of the body is ours."""
+    def stream(self, prefix: str, *, timeout: float) -> _Stream:
+        """etcd v2's streaming watch from now (``stream=true``, no ``waitIndex``: newline-separated events on one
+        chunked response), which python-etcd does not offer: the request goes through python-etcd's own
+        connection pool, headers and error handling; only the reading of the body is ours."""
         def do(c: etcd.Client) -> Any:
             pool = getattr(c.http, "streaming", c.http)  # read as it comes: urllib3 (see fleetpy.registry.http)
             response = pool.request(
                 "GET", f"{c.base_uri}{c.key_endpoint}{prefix}",
-                fields={"wait": "true", "recursive": "true", "stream": "true", "waitIndex": str(after_index + 1)},
+                fields={"wait": "true", "recursive": "true", "stream": "true"},
                 timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout), headers=c._get_headers(),
                 preload_content=False, redirect=False, retries=False)
             if response.status != 200:
@@ -234,26 +234,8 @@ class EtcdStore:
                 sock.settimeout(timeout)
             return response
 
-        try:
-            response = self._call(f"WATCH-STREAM {prefix} from {after_index + 1}", do, idempotent=True)
-        except NotFound:
-            return
-        opened = int(response.headers.get("x-etcd-index") or 0)
-        pending = b""
-        try:
-            for chunk in response.read_chunked(decode_content=False):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        yield _stream_event(line, opened)
-        except urllib3.exceptions.ReadTimeoutError:
-            return  # quiet for ``timeout`` seconds
-        except (urllib3.exceptions.HTTPError, OSError, ValueError) as err:
-            raise RegistryUnavailable(f"etcd WATCH-STREAM {prefix} failed: {_describe(err)}") from err
-        finally:
-            response.close()  # never back to the pool with a stream still coming
-            response.release_conn()
+        response = self._call(f"WATCH-STREAM {prefix}", do, idempotent=True)
+        return _Stream(response, prefix)
 
     def current_index(self) -> int:
         def do(c: etcd.Client) -> Any:
@@ -268,6 +250,36 @@ class EtcdStore:
                 client.http.clear()
             except Exception:  # closing must never fail
                 pass
+
+
+class _Stream:
+    """A live watch stream's response (``KVStore.stream``): read line by line, one event per line."""
+
+    def __init__(self, response: Any, prefix: str) -> None:
+        self.response = response
+        self.prefix = prefix
+        self.opened = int(response.headers.get("x-etcd-index") or 0)
+        self.quiet = False
+
+    def __iter__(self) -> Iterator[Event]:
+        pending = b""
+        try:
+            for chunk in self.response.read_chunked(decode_content=False):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield _stream_event(line, self.opened)
+        except urllib3.exceptions.ReadTimeoutError:
+            self.quiet = True  # no event for the stream's timeout
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as err:
+            raise RegistryUnavailable(f"etcd WATCH-STREAM {self.prefix} failed: {_describe(err)}") from err
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.response.close()  # never back to the pool with a stream still coming
+        self.response.release_conn()
 
 
 def _stream_event(line: bytes, store_index: int) -> Event:

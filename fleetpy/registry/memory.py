@@ -195,14 +195,9 @@ class MemoryStore:
                 else:
                     self._lock.wait(0.05)
 
-    def watch_stream(self, prefix: str, *, after_index: int, timeout: float) -> Iterator[Event]:
-        """``watch`` in a loop: every event is one from the history (``store_index`` >= its index)."""
-        while True:
-            event = self.watch(prefix, after_index=after_index, timeout=timeout)
-            if event is None:
-                return
-            yield event
-            after_index = event.node.modified_index
+    def stream(self, prefix: str, *, timeout: float) -> _Stream:
+        """``watch`` in a loop from the current index."""
+        return _Stream(self, prefix, self.current_index(), timeout)
 
     def current_index(self) -> int:
         with self._lock:
@@ -212,3 +207,28 @@ class MemoryStore:
         with self._lock:
             self.closed = True
             self._lock.notify_all()
+
+
+class _Stream:
+    """A live stream of a MemoryStore (``KVStore.stream``)."""
+
+    def __init__(self, store: MemoryStore, prefix: str, opened: int, timeout: float) -> None:
+        self.store = store
+        self.prefix = prefix
+        self.opened = opened
+        self.timeout = timeout
+        self.quiet = False
+        self._closed = False
+
+    def __iter__(self) -> Iterator[Event]:
+        after = self.opened
+        while not self._closed:
+            event = self.store.watch(self.prefix, after_index=after, timeout=self.timeout)
+            if event is None:
+                self.quiet = True  # (a closed store too: its watches answer None at once)
+                return
+            yield dataclasses.replace(event, store_index=self.opened)
+            after = event.node.modified_index
+
+    def close(self) -> None:
+        self._closed = True

@@ -61,6 +61,20 @@ class IndexCleared(Exception):
     """The watch index is older than the store's event history (etcd keeps 1000 events): re-read and re-watch."""
 
 
+class LiveStream(Protocol):
+    """A watch stream opened by ``KVStore.stream``: the changes after ``opened`` (the store's index when it
+    opened), in order. ``quiet``, once iteration has ended: True when no event came for the stream's timeout,
+    False when the store ended it. (etcd 3.4 stops sending to a reader that fell 100 events behind but does not
+    end the response: such a stream just goes quiet.)"""
+
+    opened: int
+    quiet: bool
+
+    def __iter__(self) -> Iterator[Event]: ...
+
+    def close(self) -> None: ...
+
+
 class KVStore(Protocol):
     """etcd v2 keys semantics. Keys are absolute paths (``/_coreos.com/fleet/job/x/object``).
 
@@ -111,13 +125,14 @@ class KVStore(Protocol):
         ``timeout`` seconds (None on timeout). Raises IndexCleared when ``after_index`` fell out of history."""
         ...
 
-    def watch_stream(self, prefix: str, *, after_index: int, timeout: float) -> Iterator[Event]:
-        """The changes under ``prefix`` after ``after_index``, in order, for as long as they come: one request
-        for many events (etcd's ``stream=true``) where ``watch`` costs one per event. Ends after ``timeout``
-        seconds without an event or when the store closes the stream. Each event's ``store_index`` is the
-        store's index when the stream was opened: an event at or below it came from the history, and etcd
-        sends only that one (a watch that starts in the past is answered once, not registered), so the reader
-        must open a new stream after it. Raises IndexCleared like ``watch``."""
+    def stream(self, prefix: str, *, timeout: float) -> LiveStream:
+        """The changes under ``prefix`` from now on, on one request (etcd's ``stream=true`` without a
+        ``waitIndex``) where ``watch`` costs one per event. A stream that starts at an index in the past cannot
+        stream: etcd answers it with one event from the history and never registers it, so during a burst a
+        reader that asks from its own index gets one event per request and never catches up. A live stream tells
+        where it starts (``opened``); the reader fills the gap from its own index up to there with ``watch``
+        or one re-read. Iteration ends after ``timeout`` s without an event or when the store closes the
+        stream."""
         ...
 
     def current_index(self) -> int:

@@ -217,9 +217,25 @@ def test_a_watch_stream_whose_head_comes_later_than_its_quiet_still_streams(serv
     store = EtcdStore(server.url, timeout=3)
     try:
         started = time.monotonic()
-        events = list(store.watch_stream("/t", after_index=4, timeout=0.2))
+        stream = store.stream("/t", timeout=0.2)
+        events = list(stream)
+        assert stream.opened == 4 and stream.quiet
         assert [(e.node.key, e.node.value) for e in events] == [("/t/a", "1")]
         assert time.monotonic() - started < 2.5  # ended by the 0.2 s quiet, not by the 3 s request timeout
+    finally:
+        store.close()
+
+
+def test_a_watch_stream_the_server_ends_is_not_quiet(serve: Serve) -> None:
+    # a stream the store ends (not quiet): the reader opens another at once
+    event = b'{"action":"set","node":{"key":"/t/a","value":"1","modifiedIndex":8,"createdIndex":8}}\n'
+    server = serve(lambda _request: [b"HTTP/1.1 200 OK\r\nX-Etcd-Index: 7\r\nTransfer-Encoding: chunked\r\n\r\n",
+                                     b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event)])
+    store = EtcdStore(server.url, timeout=3)
+    try:
+        stream = store.stream("/t", timeout=2)
+        assert [e.node.modified_index for e in stream] == [8]
+        assert stream.opened == 7 and not stream.quiet
     finally:
         store.close()
 

@@ -180,9 +180,10 @@ def test_tree_cache_far_behind_a_burst_re_reads_instead_of_one_request_per_event
     assert cache.reloads == 2 and cache.get(f"{etcd_prefix}d/last") is not None
 
 
-def test_watch_stream_delivers_live_events_in_order_then_ends_when_quiet(store: KVStore, etcd_prefix: str) -> None:
-    store.set(f"{etcd_prefix}s/seed", "0")
-    index = store.current_index()
+def test_stream_delivers_live_events_in_order_then_ends_when_quiet(store: KVStore, etcd_prefix: str) -> None:
+    seed = store.set(f"{etcd_prefix}s/seed", "0")
+    stream = store.stream(f"{etcd_prefix}s", timeout=1.0)
+    assert stream.opened >= seed.modified_index
 
     def writes() -> None:
         time.sleep(0.3)
@@ -193,31 +194,44 @@ def test_watch_stream_delivers_live_events_in_order_then_ends_when_quiet(store: 
     timer.start()
     started = time.monotonic()
     try:
-        events = list(store.watch_stream(f"{etcd_prefix}s", after_index=index, timeout=1.0))
+        events = list(stream)
     finally:
         timer.join()
     assert [(e.action.removes, e.node.key.rsplit("/", 1)[1]) for e in events] == [
         (False, f"k{i}") for i in range(5)] + [(True, "k0")]
     assert [e.node.value for e in events[:5]] == [str(i) for i in range(5)]
-    assert 1.0 <= time.monotonic() - started < 5.0  # ended after a quiet second
+    assert stream.quiet and 1.0 <= time.monotonic() - started < 5.0  # ended after a quiet second
 
 
-def test_watch_stream_from_the_past_answers_one_history_event_marked_as_such(store: KVStore,
-                                                                            etcd_prefix: str) -> None:
-    index = store.current_index()
-    store.set(f"{etcd_prefix}p/a", "1")
-    store.set(f"{etcd_prefix}p/b", "2")
-    first = next(iter(store.watch_stream(f"{etcd_prefix}p", after_index=index, timeout=1.0)))
-    assert first.node.key == f"{etcd_prefix}p/a"
-    assert first.store_index >= first.node.modified_index  # from the history: the reader opens a new stream
+def test_stream_starts_where_it_opens(store: KVStore, etcd_prefix: str) -> None:
+    before = store.set(f"{etcd_prefix}p/a", "1")
+    stream = store.stream(f"{etcd_prefix}p", timeout=1.0)
+    after = store.set(f"{etcd_prefix}p/b", "2")
+    try:
+        first = next(iter(stream))
+    finally:
+        stream.close()
+    assert before.modified_index <= stream.opened < after.modified_index
+    assert (first.node.key, first.node.modified_index) == (f"{etcd_prefix}p/b", after.modified_index)
 
 
-def test_watch_stream_index_cleared_after_history(store: KVStore, etcd_prefix: str) -> None:
-    start = store.current_index()
-    for i in range(1010):
-        store.set(f"{etcd_prefix}hs/k", str(i))
-    with pytest.raises(IndexCleared):
-        next(iter(store.watch_stream(f"{etcd_prefix}hs", after_index=start, timeout=1)))
+def test_tree_cache_fills_the_gap_before_its_stream_from_the_history_or_one_re_read(
+        store: KVStore, etcd_prefix: str) -> None:
+    from fleetpy.registry.cache import CATCH_UP_LAG, TreeCache
+
+    cache = TreeCache(store, f"{etcd_prefix}g", watch_timeout=0.2)
+    cache.follow()  # loads the empty tree
+    store.set(f"{etcd_prefix}g/a", "1")
+    store.set(f"{etcd_prefix}elsewhere/x", "x")
+    store.set(f"{etcd_prefix}g/b", "2")
+    store.delete(f"{etcd_prefix}g/a")
+    cache.follow(quiet=0.2)  # its stream opens after these changes: they come from the history, one by one
+    assert [(n.key.rsplit("/", 1)[1], n.value) for n in cache.nodes()] == [("b", "2")]
+    assert cache.reloads == 1 and cache.index >= store.get(f"{etcd_prefix}g/b").modified_index  # type: ignore[union-attr]
+    for i in range(CATCH_UP_LAG + 10):
+        store.set(f"{etcd_prefix}g/u{i:04}", str(i))
+    cache.follow(quiet=0.2)  # more than the catch-up lag: one re-read instead
+    assert cache.reloads == 2 and len(cache.nodes()) == CATCH_UP_LAG + 11
 
 
 def test_tree_cache_follows_a_burst_on_one_stream(store: KVStore, etcd_prefix: str) -> None:
