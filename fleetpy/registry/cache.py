@@ -21,7 +21,7 @@ from fleetpy.registry.store import Event, IndexCleared, KVStore, Node
 CATCH_UP_LAG = 100  # events behind the store before a re-read replaces the event-by-event catch-up
 CHANGE_LOG = 100_000  # changed keys remembered for changes_since()
 STREAM_QUIET = 0.5  # a watch stream with no event for this long ends: the tree is quiet again (or etcd dropped it)
-FILL_WAIT = 0.05  # a watch that fills the gap before a stream waits this long for an event up to the stream's start
+GAP_WAIT = 1.0  # a watch that looks for changes the copy lacks waits this long for an answer (a busy etcd is slow)
 log = logging.getLogger("fleetpy.registry.cache")
 
 
@@ -205,7 +205,8 @@ class TreeCache:
             while True:
                 stream = self.store.stream(self.prefix, timeout=quiet)
                 try:
-                    self._fill(stream.opened)
+                    if not self._fill(stream.opened):
+                        return  # the gap is not known to be empty: long polls (``step``) take it from there
                     for event in stream:
                         if event.node.modified_index > self.index:  # else the fill's re-read had it
                             self.apply(event)
@@ -217,24 +218,23 @@ class TreeCache:
             log.info("watch on %s fell behind the event history: re-reading", self.prefix)
             self.reload()
 
-    def _fill(self, opened: int) -> None:
+    def _fill(self, opened: int) -> bool:
         """Bring the copy up to ``opened`` (where a live stream starts): event by event from the store's history
-        (a request each) while few come, else one re-read. Raises IndexCleared when the history is outrun."""
+        (a request each) while few come, else one re-read. False when no change under the prefix came for
+        ``GAP_WAIT`` s: the gap may hold only other trees' writes, but a watch that timed out proves nothing (etcd
+        may just be slow to answer), so the copy's index stays. Raises IndexCleared when the history is outrun."""
         for _ in range(self._catch_up_lag()):
             if self.index >= opened:
-                return
-            event = self.store.watch(self.prefix, after_index=self.index, timeout=FILL_WAIT)
-            if event is None or event.node.modified_index > opened:
-                # nothing more under the prefix up to ``opened`` (other trees' writes moved the index); the
-                # event after it comes on the stream too
-                with self._lock:
-                    self._index = max(self._index, opened)
-                return
-            self.apply(event)
+                return True
+            event = self.store.watch(self.prefix, after_index=self.index, timeout=GAP_WAIT)
+            if event is None:
+                return False
+            self.apply(event)  # one past ``opened`` comes on the stream too, and is skipped there
         if self.index < opened:
             log.debug("watch on %s: more than %d events to catch up: re-reading", self.prefix,
                       self._catch_up_lag())
             self.reload()
+        return True
 
     def _reload_if_far_behind(self, event: Event) -> bool:
         """Far behind a burst of writes, one recursive read is cheaper than a request per event to come."""
@@ -252,13 +252,14 @@ class TreeCache:
 
     def _catch_up(self) -> None:
         """After a quiet watch, move the position up to the store's index, so that writes elsewhere in etcd do not
-        push it out of the 1000-event history (which would force a full re-read). Safe: an event under the prefix
-        at or below that index would make the zero-wait watch below return it instead."""
+        push it out of the 1000-event history (which would force a full re-read). An event under the prefix at or
+        below that index would make the watch below return it instead, if etcd answers within ``GAP_WAIT`` s (the
+        wait costs nothing while the tree is quiet: any change ends it)."""
         before = self.index
         latest = self.store.current_index()
         if latest <= before:
             return
-        event = self.store.watch(self.prefix, after_index=before, timeout=0.05)
+        event = self.store.watch(self.prefix, after_index=before, timeout=GAP_WAIT)
         if event is not None:
             self.apply(event)
             return

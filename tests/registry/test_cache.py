@@ -56,3 +56,32 @@ def test_a_stream_closed_by_the_store_is_followed_by_a_new_one_and_nothing_is_lo
     # each cut stream delivered one event; the writes it dropped came from the next stream's fill
     assert store.opened == 3 and cache.reloads == 1
     assert sorted(n.key for n in cache.nodes()) == ["/t/a", "/t/a-late", "/t/b", "/t/b-late"]
+
+
+class LateStore(MemoryStore):
+    """Its first ``late`` watches time out without an answer, as a watch of a busy etcd can."""
+
+    def __init__(self, late: int) -> None:
+        super().__init__()
+        self.late = late
+
+    def watch(self, prefix: str, *, after_index: int, timeout: float) -> Event | None:
+        if self.late:
+            self.late -= 1
+            return None
+        return super().watch(prefix, after_index=after_index, timeout=timeout)
+
+
+def test_a_gap_is_never_assumed_empty_because_a_watch_timed_out() -> None:
+    store = LateStore(late=0)
+    cache = TreeCache(store, "/t", watch_timeout=0.2)
+    cache.follow()  # loads
+    before = cache.index
+    store.set("/t/a", "1")
+    store.set("/t/b", "2")
+    store.late = 1
+    cache.follow(quiet=0.1)  # the stream opens after both; the watch for the gap times out
+    assert cache.index == before and cache.nodes() == []
+    while cache.index < store.current_index():
+        cache.step()  # long polls take the gap from the history
+    assert [n.key for n in cache.nodes()] == ["/t/a", "/t/b"]
