@@ -39,7 +39,7 @@ SETTLE = 0.03  # a pass woken by the watch waits until the job tree has been qui
 SETTLE_MAX = 0.5
 RELOAD_SETTLE = 0.2  # ...or this long when its plan needs a daemon-reload (0.3-0.8 s each: a burst of removals,
 MAX_SETTLE = 1.0  # as `destroy` of many units makes, waits to become one pass), but never longer than this
-_TRIGGERING = frozenset({"object", "target", "target-state"})  # job keys whose change can change the plan
+TRIGGERING = frozenset({"object", "target", "target-state"})  # job keys whose change can change the plan
 
 
 def _batches(tasks: list[Task]) -> list[tuple[TaskKind, list[Task]]]:
@@ -107,7 +107,7 @@ class Agent:
         if len(parts) < 2 or parts[0] != "job":
             return True
         name = parts[1]
-        if len(parts) == 3 and parts[2] not in _TRIGGERING:
+        if len(parts) == 3 and parts[2] not in TRIGGERING:
             return False
         if name in self._state or name in self._stale:
             return True  # a local unit: anything may change its plan
