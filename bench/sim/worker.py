@@ -42,13 +42,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import fleetpy.loop as loop_module
-from fleetpy.agent.agent import TRIGGERING
+from fleetpy.agent.agent import TRIGGERING, may_be_global
 from fleetpy.agent.writer import KeyedWriter
 from fleetpy.daemon.config import Config
 from fleetpy.daemon.server import Server, build
-from fleetpy.errors import RegistryError
-from fleetpy.model.job import Requirements
-from fleetpy.registry import codec
 from fleetpy.registry.cache import TreeCache
 from fleetpy.registry.etcd import EtcdStore
 from fleetpy.registry.keys import Keys, Tree
@@ -85,7 +82,6 @@ class SharedJobs(TreeCache):
         self.registry = Registry(store, keys.prefix)
         self.listeners: list[Callable[[Event | None], None]] = []
         self.by_machine: dict[str, Callable[[Event | None], None]] = {}
-        self._global: dict[str, bool] = {}  # unit hash -> is the unit global
 
     def add(self, machine_id: str, listener: Callable[[Event | None], None]) -> None:
         self.listeners.append(listener)
@@ -108,23 +104,9 @@ class SharedJobs(TreeCache):
         if target is not None:
             found = self.by_machine.get(target)
             return [found] if found is not None else []
-        return self.listeners if self._is_global(parts[1]) else []
-
-    def _is_global(self, name: str) -> bool:
-        obj = self.peek(self.keys.job_object(name))
-        if obj is None or obj.value is None:
-            return False
-        try:
-            unit_hash = codec.decode_job_object(obj.value)[1]
-        except RegistryError:
-            return True  # each agent decides
-        found = self._global.get(unit_hash)
-        if found is None:
-            body = self.registry.body(unit_hash)
-            if body is None:
-                return True  # not readable yet: each agent decides
-            found = self._global[unit_hash] = Requirements.of(body).is_global
-        return found
+        obj = self.peek(self.keys.job_object(parts[1]))
+        global_ = obj is not None and obj.value is not None and may_be_global(obj.value, self.registry.body)
+        return self.listeners if global_ else []  # (may be: each agent decides)
 
 
 def wait_without_polling(trigger: loop_module.Trigger, interval: float, stop: threading.Event) -> None:

@@ -42,6 +42,17 @@ MAX_SETTLE = 1.0  # as `destroy` of many units makes, waits to become one pass),
 TRIGGERING = frozenset({"object", "target", "target-state"})  # job keys whose change can change the plan
 
 
+def may_be_global(job_object: str, body: Callable[[str], UnitFile | None]) -> bool:
+    """Whether the unit of this (raw) job object is global, or may be: its object does not decode, or ``body``
+    (unit hash -> the unit file, None when not read yet) does not have its file."""
+    try:
+        unit_hash = codec.decode_job_object(job_object)[1]
+    except RegistryError:
+        return True
+    found = body(unit_hash)
+    return found is None or Requirements.of(found).is_global
+
+
 def _batches(tasks: list[Task]) -> list[tuple[TaskKind, list[Task]]]:
     return [(kind, list(group)) for kind, group in itertools.groupby(tasks, key=lambda t: t.kind)]
 
@@ -119,14 +130,7 @@ class Agent:
         if target is not None:
             return target.value == me
         obj = self.jobs.peek(keys.job_object(name))  # unscheduled: matters only if it is (or may be) global
-        if obj is None or obj.value is None:
-            return False
-        try:
-            unit_hash = codec.decode_job_object(obj.value)[1]
-        except RegistryError:
-            return True
-        body = self._bodies.get(unit_hash)
-        return body is None or Requirements.of(body).is_global  # not read yet: the pass will read it
+        return obj is not None and obj.value is not None and may_be_global(obj.value, self._bodies.get)
 
     def on_machine_event(self, event: Event | None) -> None:
         self._last_event = time.monotonic()

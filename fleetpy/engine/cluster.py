@@ -129,7 +129,7 @@ class Placement:
         for slot in self.slots.values():
             if req.metadata and not constraints.metadata_matches(slot.machine.metadata, req.metadata):
                 continue
-            if constraints.has_conflict(spec.name, req.conflicts, slot.units if req.conflicts else slot.constrained):
+            if constraints.conflict_on(slot, spec.name, req.conflicts) is not None:
                 continue
             slot.add(spec.name, req)
 

@@ -18,7 +18,7 @@ def _global_verdict(slot: Slot, spec: UnitSpec) -> tuple[bool, str]:
     unmet = constraints.unmet_metadata(slot.machine.metadata, req.metadata)
     if unmet:
         return False, f"lacks metadata {constraints.describe_metadata(unmet)} (global unit)"
-    conflict = constraints.conflicting_unit(spec.name, req.conflicts, slot.units if req.conflicts else slot.constrained)
+    conflict = constraints.conflict_on(slot, spec.name, req.conflicts)
     if conflict is not None:
         return False, f"conflicts with {conflict} (global unit)"
     return False, "target state inactive (global unit)"

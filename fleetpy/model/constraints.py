@@ -107,6 +107,12 @@ def conflicting_unit(name: str, conflicts: Sequence[str], others: Mapping[str, R
     return found
 
 
+def conflict_on(view: MachineView, name: str, conflicts: Sequence[str]) -> str | None:
+    """``conflicting_unit`` against the units on ``view``'s machine: the unit's own Conflicts are matched against
+    every unit there, the others' only where they declare some (``view.constrained``)."""
+    return conflicting_unit(name, conflicts, view.units if conflicts else view.constrained)
+
+
 def has_conflict(name: str, conflicts: Sequence[str], others: Mapping[str, Requirements]) -> bool:
     """fleet's HasConflict: True when ``name`` may not run next to ``others`` (globs, both directions)."""
     return conflicting_unit(name, conflicts, others) is not None
@@ -152,8 +158,7 @@ def first_refusal(view: MachineView, name: str, requirements: Requirements) -> R
     for peer in requirements.peers:
         if peer not in units:
             return Refusal(RefusalKind.PEER, peer)
-    # the unit's own Conflicts are matched against every unit here; the others' only where they declare some
-    conflict = conflicting_unit(name, requirements.conflicts, units if requirements.conflicts else view.constrained)
+    conflict = conflict_on(view, name, requirements.conflicts)
     if conflict is not None:
         return Refusal(RefusalKind.CONFLICT, conflict)
     replacer = replaced_by(name, requirements, view.constrained)
