@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -294,3 +296,22 @@ def test_purge_unloads_everything_and_removes_states(h: Harness) -> None:
     assert h.fake.files == {} and h.fake.active == {}
     assert h.states() == {}
     assert h.job_state("a.service") is None
+
+
+def test_units_arriving_one_after_another_are_linked_in_one_pass(h: Harness) -> None:
+    """A pass that would link files soon after another one did waits out ``load_gap``: systemd rebuilds its
+    unit-file map at the first start after each link. A lone unit is not held."""
+    h.agent.refresh_caches = True
+    h.agent.load_gap = 0.6
+    h.submit(unit("a.service", L))
+    started = time.monotonic()
+    assert [str(o.task.kind) for o in h.agent.settled_reconcile()] == ["LoadUnit", "StartUnit"]
+    assert time.monotonic() - started < 0.5
+    h.submit(unit("b.service", L))
+    later = threading.Timer(0.2, lambda: h.submit(unit("c.service", L)))
+    later.start()
+    outcomes = h.agent.settled_reconcile()
+    later.join()
+    assert [f"{o.task.kind} {o.task.unit}" for o in outcomes] == [
+        "LoadUnit b.service", "LoadUnit c.service", "StartUnit b.service", "StartUnit c.service"]
+    assert h.fake.active["c.service"] == ("active", "running")
