@@ -54,7 +54,7 @@ import urllib3
 
 from fleetpy.errors import CASConflict, NotFound, RegistryError, RegistryUnavailable
 from fleetpy.registry.endpoints import TLSConfig, parse_endpoints
-from fleetpy.registry.http import LeanPool
+from fleetpy.registry.http import LeanPool, stream_lines
 from fleetpy.registry.store import Action, Event, IndexCleared, Listing, Node
 
 log = logging.getLogger("fleetpy.registry")
@@ -262,20 +262,27 @@ class _Stream:
         self.quiet = False
 
     def __iter__(self) -> Iterator[Event]:
-        pending = b""
         try:
-            for chunk in self.response.read_chunked(decode_content=False):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        yield _stream_event(line, self.opened)
-        except urllib3.exceptions.ReadTimeoutError:
+            for line in self._lines():
+                yield _stream_event(line, self.opened)
+        except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
             self.quiet = True  # no event for the stream's timeout
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as err:
             raise RegistryUnavailable(f"etcd WATCH-STREAM {self.prefix} failed: {_describe(err)}") from err
         finally:
             self.close()
+
+    def _lines(self) -> Iterator[bytes]:
+        """The body's lines: read straight from the connection's buffered socket (``stream_lines``) when urllib3
+        gives access to it, else through urllib3's chunk reader."""
+        raw: Any = getattr(getattr(self.response, "_fp", None), "fp", None)  # http.client's reader, past the head
+        if self.response.chunked and hasattr(raw, "read1"):
+            yield from stream_lines(raw.read1)
+            return
+        pending = b""
+        for chunk in self.response.read_chunked(decode_content=False):
+            *lines, pending = (pending + chunk).split(b"\n")
+            yield from (line for line in lines if line.strip())
 
     def close(self) -> None:
         self.response.close()  # never back to the pool with a stream still coming

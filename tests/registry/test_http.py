@@ -18,7 +18,7 @@ from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError, Rea
 
 from fleetpy.errors import RegistryUnavailable
 from fleetpy.registry.etcd import EtcdStore
-from fleetpy.registry.http import LeanPool
+from fleetpy.registry.http import LeanPool, stream_lines
 
 Answer = Callable[[bytes], list[bytes] | None]  # request bytes -> chunks to send (None: close without answering)
 Lean = Callable[..., LeanPool]
@@ -265,3 +265,42 @@ def test_an_ipv6_endpoint_gets_a_bracketed_host_header(serve: Serve, lean: Lean)
         pytest.skip("no IPv6 loopback here")
     assert lean(timeout=2).request("GET", server.url + "/v2/keys/").status == 200
     assert f"\r\nHost: [::1]:{server.port}\r\n".encode() in server.requests[0]
+
+
+def _reads(*parts: bytes) -> Callable[[int], bytes]:
+    """``read`` handing out ``parts`` one per call, then b"" (the connection closed)."""
+    queue = list(parts)
+    return lambda _n: queue.pop(0) if queue else b""
+
+
+def test_stream_lines_takes_lines_across_and_within_chunks_and_ends_at_the_last_chunk() -> None:
+    reads = _reads(b"5\r\nab\ncd\r", b"\n4\r\nef\n\n\r\n3\r\ngh\n\r\n", b"0\r\n\r\n", b"never read")
+    assert list(stream_lines(reads, burst=0)) == [b"ab", b"cdef", b"gh"]
+
+
+def test_stream_lines_raises_when_the_connection_closes_or_the_framing_is_wrong() -> None:
+    with pytest.raises(ValueError, match="closed"):
+        list(stream_lines(_reads(b"3\r\nab\n\r\n"), burst=0))
+    with pytest.raises(ValueError):
+        list(stream_lines(_reads(b"zz\r\nab\n\r\n"), burst=0))
+
+
+def test_stream_lines_spaces_out_reads_only_while_data_keeps_coming() -> None:
+    now = [0.0]
+    slept: list[float] = []
+    queue = [(5.0, b"2\r\na\n\r\n"), (5.001, b"2\r\nb\n\r\n"), (5.002, b"2\r\nc\n\r\n"), (5.003, b"0\r\n\r\n")]
+
+    def read(_n: int) -> bytes:  # each read returns when its data is there: the first after 5 s of silence
+        at, data = queue.pop(0)
+        now[0] = max(now[0], at)
+        return data
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    lines = list(stream_lines(read, burst=0.05, coalesce=0.01, clock=lambda: now[0], sleep=sleep))
+    assert lines == [b"a", b"b", b"c"]
+    # the first read waited 5 s, the second started 5 s after the first: not held; the third started right after
+    # the second (not held: a unit's few events come so), the fourth right after the third: held
+    assert slept == [0.01]
