@@ -8,6 +8,7 @@ with backoff (logged once per outage) unless a newer one replaced it. Keeps a sl
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
@@ -21,14 +22,24 @@ Op = Callable[[], None]
 
 
 class KeyedWriter:
+    """Ready keys wait in two FIFO queues (urgent, then the others), held-back ones in a heap by due time, so a
+    worker finds its next write without looking at the held ones: a start of many units holds back one legacy
+    write per unit for a second while the others go. A worker is woken per write to do; ``flush`` waiters
+    separately, and one worker at a time waits for the next due time."""
+
     def __init__(self, *, workers: int = 8, name: str = "writer", max_backoff: float = 2.0) -> None:
         self.name = name
         self.max_backoff = max_backoff
-        self._cond = threading.Condition()
-        self._pending: dict[str, Op] = {}
-        self._urgent: dict[str, None] = {}  # pending keys that go before the others (ordered)
-        self._due: dict[str, float] = {}  # pending keys held back until then (monotonic time)
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # workers: a write to do (or close)
+        self._idle = threading.Condition(lock)  # flush(): nothing pending or in flight
+        self._pending: dict[str, Op] = {}  # the write to do per key (ready, held or waiting for its key)
+        self._urgent: dict[str, None] = {}  # ready keys that go before the others (ordered)
+        self._normal: dict[str, None] = {}
+        self._held: dict[str, tuple[float, bool]] = {}  # held-back keys: (due, urgent once due)
+        self._heap: list[tuple[float, str]] = []  # (due, key); an entry whose due is not _held's is stale
         self._inflight: set[str] = set()
+        self._timing = False  # a worker waits for the next due time (the others only for a notify)
         self._closed = False
         self._down_until = 0.0
         self._backoff = 0.0
@@ -44,15 +55,16 @@ class KeyedWriter:
         not before that many seconds (a pending held-back write of the key keeps its time: the key is written
         at most ``delay`` s after its first change)."""
         with self._cond:
-            held = self._due.get(key) if key in self._pending else None
-            self._pending.pop(key, None)
-            self._pending[key] = op  # re-inserted at the end: FIFO among keys
+            held = self._held.pop(key, None) if key in self._pending else None
             self._urgent.pop(key, None)
-            self._due.pop(key, None)
-            if urgent:
-                self._urgent[key] = None
+            self._normal.pop(key, None)
+            self._pending[key] = op
             if delay > 0:
-                self._due[key] = held if held is not None else time.monotonic() + delay
+                due = held[0] if held is not None else time.monotonic() + delay
+                self._held[key] = (due, urgent)
+                heapq.heappush(self._heap, (due, key))
+            else:
+                (self._urgent if urgent else self._normal)[key] = None
             self._cond.notify()
 
     def idle(self) -> bool:
@@ -62,12 +74,12 @@ class KeyedWriter:
     def flush(self, timeout: float) -> bool:
         """Wait until every submitted write is done (or given up); False on timeout."""
         deadline = time.monotonic() + timeout
-        with self._cond:
+        with self._idle:
             while self._pending or self._inflight:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                self._cond.wait(min(remaining, 0.05))
+                self._idle.wait(min(remaining, 0.05))
             return True
 
     def close(self, timeout: float = 2.0) -> None:
@@ -84,19 +96,38 @@ class KeyedWriter:
                 now = time.monotonic()
                 wait = self._down_until - now
                 if wait <= 0:
-                    wait = 1.0
-                    for keys in (self._urgent, self._pending):
-                        for key in keys:
-                            due = self._due.get(key)
-                            if due is not None and due > now:
-                                wait = min(wait, due - now)
-                            elif key not in self._inflight:
-                                self._inflight.add(key)
-                                self._urgent.pop(key, None)
-                                self._due.pop(key, None)
-                                return key, self._pending.pop(key)
-                self._cond.wait(min(wait, 1.0))
+                    wait = self._release(now)
+                    for queue in (self._urgent, self._normal):
+                        key = next((k for k in queue if k not in self._inflight), None)  # one in flight per key
+                        if key is not None:
+                            del queue[key]
+                            self._inflight.add(key)
+                            if self._heap and not self._timing:
+                                self._cond.notify()  # another worker watches the next due time
+                            return key, self._pending.pop(key)
+                if wait < 1.0 and not self._timing:
+                    self._timing = True
+                    try:
+                        self._cond.wait(wait)
+                    finally:
+                        self._timing = False
+                else:
+                    self._cond.wait(1.0)
             return None
+
+    def _release(self, now: float) -> float:
+        """Move the held-back keys that are due to their queue; seconds until the next one is due (at most 1)."""
+        heap = self._heap
+        while heap:
+            due, key = heap[0]
+            held = self._held.get(key)
+            if held is not None and held[0] == due and due > now:
+                return min(due - now, 1.0)
+            heapq.heappop(heap)
+            if held is not None and held[0] == due:
+                del self._held[key]
+                (self._urgent if held[1] else self._normal)[key] = None
+        return 1.0
 
     def _work(self) -> None:
         while (item := self._next()) is not None:
@@ -122,15 +153,20 @@ class KeyedWriter:
                 log.info("%s: etcd reachable again", self.name)
                 self._outage = ""
                 self._backoff = 0.0
-            self._cond.notify_all()
+            if key in self._urgent or key in self._normal:
+                self._cond.notify()  # a newer write of the key waited for this one
+            if not self._pending and not self._inflight:
+                self._idle.notify_all()
 
     def _failed(self, key: str, op: Op, err: Exception) -> None:
         with self._cond:
             self._inflight.discard(key)
-            self._pending.setdefault(key, op)  # retry (not urgently), unless a newer write for the key came
+            if key not in self._pending:  # retry (not urgently), unless a newer write for the key came
+                self._pending[key] = op
+                self._normal[key] = None
             if not self._outage:
                 log.warning("%s: etcd unreachable, writes will be retried: %s", self.name, err)
                 self._outage = str(err)
             self._backoff = min(self.max_backoff, max(0.5, self._backoff * 2))
             self._down_until = time.monotonic() + self._backoff
-            self._cond.notify_all()
+            self._cond.notify()

@@ -90,3 +90,25 @@ def test_other_errors_are_logged_and_dropped(writer: KeyedWriter, caplog: pytest
     writer.submit("k", op)
     assert writer.flush(5)
     assert any("compare failed" in r.getMessage() for r in caplog.records)
+
+
+def test_held_back_writes_go_at_their_time_and_do_not_hold_up_the_others() -> None:
+    writer = KeyedWriter(workers=4, name="test")
+    try:
+        start = time.monotonic()
+        done: dict[str, float] = {}
+        for i in range(200):  # a start of many units holds back one legacy write each
+            writer.submit(f"legacy{i}", lambda i=i: done.setdefault(f"legacy{i}", time.monotonic() - start),  # type: ignore[misc]
+                          delay=0.3 + i * 0.001)
+        for i in range(50):
+            writer.submit(f"now{i}", lambda i=i: done.setdefault(f"now{i}", time.monotonic() - start))  # type: ignore[misc]
+        for i, delay in enumerate((0.5, 0.7)):  # due while every worker is idle: one of them watches the time
+            writer.submit(f"late{i}", lambda i=i: done.setdefault(f"late{i}", time.monotonic() - start),  # type: ignore[misc]
+                          delay=delay)
+        assert writer.flush(5)
+        assert max(done[f"now{i}"] for i in range(50)) < 0.2
+        assert all(0.3 + i * 0.001 <= done[f"legacy{i}"] < 0.6 for i in range(200))
+        assert 0.5 <= done["late0"] < 0.6 and 0.7 <= done["late1"] < 0.8
+        assert writer.writes == 252
+    finally:
+        writer.close()
