@@ -279,7 +279,7 @@ def run(quick: bool) -> list[Figure]:
     if not quick:
         c = Cluster(10, "t")
         try:
-            figures += repeated(c, 1000, 10, "18.1-31.4 s", 5.0, runs=3)  # one run varies 5.5-10 s
+            figures += repeated(c, 1000, 10, "18.1-31.4 s", 5.0, runs=5)  # one run varies by +-15% on two cores
             figures += idle_cost(c, 1000, 10, 60)
             figures += destroy(c, 1000)
         finally:
