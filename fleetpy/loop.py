@@ -24,8 +24,12 @@ class Trigger:
         self._event.set()
 
     def wait(self, timeout: float) -> bool:
+        """True when fired since the last wait that returned True (the flag is then cleared). A wait that times
+        out leaves the flag alone: a fire just after the timeout, before this returns, wakes the next wait (it
+        used to be cleared, and an agent's start then waited for the next 5 s tick)."""
         fired = self._event.wait(timeout)
-        self._event.clear()
+        if fired:
+            self._event.clear()
         return fired
 
 
