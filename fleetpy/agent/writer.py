@@ -102,8 +102,8 @@ class KeyedWriter:
                         if key is not None:
                             del queue[key]
                             self._inflight.add(key)
-                            if self._heap and not self._timing:
-                                self._cond.notify()  # another worker watches the next due time
+                            if (self._heap and not self._timing) or self._urgent or self._normal:
+                                self._cond.notify()  # another worker: for the next due time, or more due keys
                             return key, self._pending.pop(key)
                 if wait < 1.0 and not self._timing:
                     self._timing = True

@@ -112,3 +112,21 @@ def test_held_back_writes_go_at_their_time_and_do_not_hold_up_the_others() -> No
         assert writer.writes == 252
     finally:
         writer.close()
+
+
+def test_keys_due_at_the_same_time_all_go_at_once() -> None:
+    writer = KeyedWriter(workers=3, name="test")
+    try:
+        gate = threading.Event()
+        start = time.monotonic()
+        done: dict[str, float] = {}
+        def op(key: str) -> None:
+            done.setdefault(key, time.monotonic() - start)
+            gate.wait(0.3)  # each write takes a while: the three must run side by side
+
+        for i in range(3):  # held until the same moment: one worker wakes for them, and wakes the others
+            writer.submit(f"k{i}", lambda key=f"k{i}": op(key), delay=0.2)  # type: ignore[misc]
+        assert writer.flush(5)
+        assert all(0.2 <= t < 0.35 for t in done.values()), done  # in parallel, not one per 1 s worker tick
+    finally:
+        writer.close()
