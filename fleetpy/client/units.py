@@ -132,21 +132,26 @@ def _check_existing(client: FleetClient, arg: str, existing: Unit, *, command: s
     return Resolved(arg, name, existing, unit_file, local)
 
 
-def _template_file(path: str, name: str) -> UnitFile:
-    """A template file used for instance ``name``: the instance's name is validated, the template parsed."""
+def _template_file(path: str, name: str, read: dict[str, UnitFile] | None = None) -> UnitFile:
+    """A template file used for instance ``name``: the instance's name is validated, the template parsed (once
+    per command: ``read`` keeps what was read, a start of 1,000 instances reads their template once)."""
     try:
         validate_name(name)
     except UnitFileError as err:
         raise UnitCreationError(f"{path}: invalid unit name \"{name}\": {err}") from err
+    if read is not None and path in read:
+        return read[path]
     try:
         unit_file = UnitFile.from_path(path)
     except UnitFileError as err:
         raise UnitCreationError(f"unable to load template Unit({posixpath.basename(path)}) from file: {err}") from err
     check_requirements(unit_file, source=path)
+    if read is not None:
+        read[path] = unit_file
     return unit_file
 
 
-def _resolve_new(arg: str, name: str, known: Mapping[str, Unit | None]) -> Resolved:
+def _resolve_new(arg: str, name: str, known: Mapping[str, Unit | None], read: dict[str, UnitFile]) -> Resolved:
     """getUnitFile for a unit the registry does not have: the local file, else an instance's template (registry
     first, as read into ``known``, then a file next to the argument)."""
     path = unit_path(arg)
@@ -168,7 +173,7 @@ def _resolve_new(arg: str, name: str, known: Mapping[str, Unit | None]) -> Resol
     if not os.path.lexists(template_path):
         raise UnitCreationError(f"failed getting Unit({name}) from template: unable to find template "
                                 f"Unit({info.template}) in Registry or on filesystem")
-    return Resolved(arg, name, None, _template_file(template_path, name), template_path)
+    return Resolved(arg, name, None, _template_file(template_path, name, read), template_path)
 
 
 def resolve_units(client: FleetClient, args: Sequence[str], *, command: str, replace: bool = False,
@@ -179,6 +184,7 @@ def resolve_units(client: FleetClient, args: Sequence[str], *, command: str, rep
     names = list(dict.fromkeys(mangle(arg) for arg in args))
     templates = [info.template for info in map(UnitNameInfo.of, names) if info.is_instance]
     known = client.units_named(list(dict.fromkeys(names + templates)))  # one read each, or one read of all
+    read: dict[str, UnitFile] = {}  # template files by path
     for arg in args:
         name = mangle(arg)
         if name in out:
@@ -187,7 +193,7 @@ def resolve_units(client: FleetClient, args: Sequence[str], *, command: str, rep
         if existing is not None:
             out[name] = _check_existing(client, arg, existing, command=command, replace=replace, report=report)
         else:
-            out[name] = _resolve_new(arg, name, known)
+            out[name] = _resolve_new(arg, name, known, read)
     return list(out.values())
 
 
