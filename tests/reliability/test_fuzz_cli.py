@@ -138,7 +138,10 @@ def test_names_with_shell_and_path_characters_never_escape(cli: Fleetpy, etcd_st
     result = cli(*args, cwd=str(cwd), env={"SSH_AUTH_SOCK": "", "FLEETCTL_TUNNEL": ""})
     # status/journal of a unit that is not in the registry is fleet's exit 1 too; no SSH is ever attempted
     accepted_or_one_line(result)
-    assert "ssh" not in result.stderr.lower(), result.stderr
+    said = result.stderr.lower()
+    for shown in (f"{name.lower()}.service", name.lower()):  # the name itself may hold "ssh"
+        said = said.replace(shown, "")
+    assert "ssh" not in said, result.stderr
     assert keys(etcd_store, cli.prefix) == before, "an invalid or missing unit reached etcd"
     assert sorted(p.relative_to(top) for p in top.rglob("*")) == [pathlib.Path("a"), pathlib.Path("a/b")]
     assert not os.path.exists("/etc/x.service") and not os.path.exists(os.path.join(os.getcwd(), "pwned"))
