@@ -273,16 +273,12 @@ class _Stream:
             self.close()
 
     def _lines(self) -> Iterator[bytes]:
-        """The body's lines: read straight from the connection's buffered socket (``stream_lines``) when urllib3
-        gives access to it, else through urllib3's chunk reader."""
-        raw: Any = getattr(getattr(self.response, "_fp", None), "fp", None)  # http.client's reader, past the head
-        if self.response.chunked and hasattr(raw, "read1"):
-            yield from stream_lines(raw.read1)
-            return
-        pending = b""
-        for chunk in self.response.read_chunked(decode_content=False):
-            *lines, pending = (pending + chunk).split(b"\n")
-            yield from (line for line in lines if line.strip())
+        """The body's lines, read straight from the connection's buffered reader (``stream_lines``): http.client's,
+        past the head, in every urllib3 fleetpy supports, plain or TLS."""
+        raw: Any = getattr(getattr(self.response, "_fp", None), "fp", None)
+        if not self.response.chunked or not hasattr(raw, "read1"):
+            raise ValueError("the watch stream's answer is not a chunked body read as it comes")
+        return stream_lines(raw.read1)
 
     def close(self) -> None:
         self.response.close()  # never back to the pool with a stream still coming

@@ -87,3 +87,21 @@ def test_server_certificate_is_verified(tls_etcd: EtcdServer, pki: Path) -> None
     tls = TLSConfig(str(pki / "rogue.crt"), str(pki / "client.crt"), str(pki / "client.key"))
     with pytest.raises(RegistryError, match=r"TLS|SSL|certificate|unavailable"):
         EtcdStore(tls_etcd.url, timeout=2, tls=tls).list("/tls-test")
+
+
+def test_a_watch_stream_reads_its_events_over_tls(tls_etcd: EtcdServer, pki: Path) -> None:
+    tls = TLSConfig(str(pki / "ca.crt"), str(pki / "client.crt"), str(pki / "client.key"))
+    store = EtcdStore(tls_etcd.url, timeout=3, tls=tls)
+    try:
+        stream = store.stream("/tls-stream", timeout=1.0)
+        for i in range(3):
+            store.set(f"/tls-stream/k{i}", str(i))
+        events = []
+        for event in stream:
+            events.append((event.node.key, event.node.value))
+            if len(events) == 3:
+                stream.close()
+                break
+        assert events == [(f"/tls-stream/k{i}", str(i)) for i in range(3)]
+    finally:
+        store.close()
