@@ -166,16 +166,24 @@ def test_journal_follow_stops_quietly_on_ctrl_c(cluster: Cluster) -> None:
     argv = [sys.executable, "-m", "fleetpy.cli.main", "--driver", "etcd", "--endpoint", cluster.etcd.url,
             "--etcd-key-prefix", cluster.prefix, "--ssh-username", "root",
             "--known-hosts-file", str(cluster.known_hosts), "journal", "-f", *port_opt(cluster), "hello.service"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).parents[2])
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first.startswith(b"journalctl <--unit> <hello.service>") and first.rstrip().endswith(b"<-f>")
-        assert proc.stdout.readline() == b"tick\n"  # streaming, not buffered until the end
-        proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=10)
-    finally:
-        proc.kill() if proc.poll() is None else None
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}  # a SIGABRT prints every thread's stack: see below
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).parents[2],
+                          env=env) as proc:
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()
+            assert first.startswith(b"journalctl <--unit> <hello.service>") and first.rstrip().endswith(b"<-f>")
+            assert proc.stdout.readline() == b"tick\n"  # streaming, not buffered until the end
+            proc.send_signal(signal.SIGINT)
+            try:
+                _out, err = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGABRT)  # where it hangs, for the report
+                _out, err = proc.communicate(timeout=10)
+                pytest.fail("journal -f still running 10 s after SIGINT:\n" + err.decode(errors="replace"))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
     assert (proc.returncode, err) == (130, b"")
 
 
