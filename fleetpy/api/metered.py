@@ -8,7 +8,7 @@ or a lost compare-and-swap is an answer, not a failure, so only other errors cou
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from fleetpy.api.metrics import Metrics
@@ -46,6 +46,9 @@ class MeteredStore:
             prev_value: str | None = None, prev_index: int | None = None) -> Node:
         return self._call("set", lambda: self.inner.set(key, value, ttl=ttl, prev_exist=prev_exist,
                                                         prev_value=prev_value, prev_index=prev_index))
+
+    def set_many(self, groups: Sequence[Sequence[tuple[str, str]]]) -> None:
+        self._call("set", lambda: self.inner.set_many(groups))
 
     def refresh(self, key: str, ttl: int) -> Node:
         return self._call("refresh", lambda: self.inner.refresh(key, ttl))

@@ -38,7 +38,9 @@ class RegistryPort(Protocol):
     def machines(self) -> list[MachineState]: ...
     def reasons(self) -> dict[str, str]: ...
     def create_unit(self, unit: Unit) -> None: ...
+    def create_units(self, units: Sequence[Unit]) -> None: ...
     def set_target_state(self, name: str, state: JobState) -> None: ...
+    def set_target_states(self, names: Sequence[str], state: JobState) -> None: ...
     def destroy_unit(self, name: str) -> bool: ...
 
 
@@ -154,8 +156,15 @@ class FleetClient:
         self.registry.create_unit(unit)
         return unit
 
+    def create_units(self, units: Sequence[Unit]) -> None:
+        """``create_unit`` for many (one pipelined write of them all over the etcd driver)."""
+        self.registry.create_units(units)
+
     def set_target_state(self, name: str, state: JobState) -> None:
         self.registry.set_target_state(name, state)
+
+    def set_target_states(self, names: Sequence[str], state: JobState) -> None:
+        self.registry.set_target_states(names, state)
 
     def destroy_unit(self, name: str) -> bool:
         """False when there was no such unit."""

@@ -17,7 +17,7 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -278,6 +278,14 @@ class HttpRegistry:
         body = {"desiredState": unit.target_state.value, "name": unit.name,
                 "options": [option_json(o) for o in unit.unit_file.options]}
         self._json("PUT", "units/" + quote(unit.name, safe=""), body=body, ok=(201, 204))
+
+    def create_units(self, units: Sequence[Unit]) -> None:
+        for unit in units:  # one request at a time on the API's connection anyway
+            self.create_unit(unit)
+
+    def set_target_states(self, names: Sequence[str], state: JobState) -> None:
+        for name in names:
+            self.set_target_state(name, state)
 
     def set_target_state(self, name: str, state: JobState) -> None:
         status, data = self.request("PUT", "units/" + quote(name, safe=""),

@@ -68,8 +68,8 @@ class Lifecycle:
             if unit is None:
                 raise UnitNotFound(f"unable to find unit {name}")
         changing = [u for u in units if u is not None and (u.target_state is not state or u.name in fresh)]
-        pmap(lambda u: self.client.set_target_state(u.name, state),
-             [u for u in changing if fresh.get(u.name, u).target_state is not state])
+        self.client.set_target_states([u.name for u in changing if fresh.get(u.name, u).target_state is not state],
+                                      state)
         return changing
 
     def submit(self, args: Sequence[str], *, replace: bool = False) -> None:
@@ -129,7 +129,7 @@ class Lifecycle:
                 raise UnitStateError(f"Unable to stop unit {unit.name} in state {JobState.INACTIVE}")
         stopping = []
         changing = [u for u in units if current.get(u.name) is not JobState.LOADED]
-        pmap(lambda u: self.client.set_target_state(u.name, JobState.LOADED), changing)
+        self.client.set_target_states([u.name for u in changing], JobState.LOADED)
         for unit in changing:
             if unit.is_global:
                 self.report.out(f"Triggered global unit {unit.name} stop")
@@ -148,7 +148,7 @@ class Lifecycle:
             return
         waiting = []
         changing = [u for u in units if u.is_global or u.target_state is not JobState.INACTIVE]
-        pmap(lambda u: self.client.set_target_state(u.name, JobState.INACTIVE), changing)
+        self.client.set_target_states([u.name for u in changing], JobState.INACTIVE)
         for unit in changing:
             if unit.is_global:
                 self.report.out(f"Triggered global unit {unit.name} unload")

@@ -23,7 +23,6 @@ from fleetpy.model.job import validate_requirements, warnings_for
 from fleetpy.model.names import RECOGNIZED_TYPES, UnitNameInfo, mangle, validate_name
 from fleetpy.model.records import JobState, Unit
 from fleetpy.model.unit import UnitFile
-from fleetpy.parallel import pmap
 
 ALLOWED_REPLACE: dict[str, frozenset[JobState]] = {
     "submit": frozenset({JobState.INACTIVE}),
@@ -202,12 +201,10 @@ def create_units(client: FleetClient, resolved: Sequence[Resolved], *, report: R
     """Write the units that need writing (new ones and replacements), in argument order; warn about what fleet
     would silently ignore (unknown ``[X-Fleet]`` keys, malformed metadata). New units get target ``state``,
     replacements ``inactive`` (the command then sets its state, as fleetctl does)."""
-    todo = [item for item in resolved if item.unit_file is not None]
-    for item in todo:
-        for warning in warnings_for(item.unit_file, item.name):  # type: ignore[arg-type]
-            report.err(f"WARNING: Unit {item.name}: {warning}")
-
-    def create(item: Resolved) -> Unit:
-        assert item.unit_file is not None
-        return client.create_unit(item.name, item.unit_file, JobState.INACTIVE if item.existing else state)
-    return pmap(create, todo)
+    units = [Unit(item.name, item.unit_file, JobState.INACTIVE if item.existing else state)
+             for item in resolved if item.unit_file is not None]
+    for unit in units:
+        for warning in warnings_for(unit.unit_file, unit.name):
+            report.err(f"WARNING: Unit {unit.name}: {warning}")
+    client.create_units(units)
+    return units

@@ -20,7 +20,7 @@ import threading
 import types
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 
 class _OnFirstUse(types.ModuleType):
@@ -53,8 +53,10 @@ import etcd
 import urllib3
 
 from fleetpy.errors import CASConflict, NotFound, RegistryError, RegistryUnavailable
+from fleetpy.parallel import pmap
 from fleetpy.registry.endpoints import TLSConfig, parse_endpoints
 from fleetpy.registry.http import LeanPool, stream_lines
+from fleetpy.registry.pipeline import pipelined
 from fleetpy.registry.store import Action, Event, IndexCleared, Listing, Node
 
 log = logging.getLogger("fleetpy.registry")
@@ -63,6 +65,7 @@ logging.getLogger("etcd.client").setLevel(logging.CRITICAL)
 logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # "pool is full, discarding": harmless
 
 T = TypeVar("T")
+PIPELINES = 4  # connections a ``set_many`` writes on at once: etcd commits concurrent requests together
 
 
 class EtcdStore:
@@ -187,6 +190,34 @@ class EtcdStore:
         compare = bool(kw)
         result = self._call(f"PUT {key}", lambda c: c.write(key, value, ttl=ttl, **kw), idempotent=not compare)
         return _node(result)
+
+    def set_many(self, groups: Sequence[Sequence[tuple[str, str]]]) -> None:
+        """Plain writes (no TTL, no compare): each group's in order, the groups on up to ``PIPELINES``
+        connections at once, each connection's requests pipelined (``fleetpy.registry.pipeline``). Over TLS
+        (urllib3, not the lean transport) each write is a ``set``. Every write is idempotent, so a connection
+        that fails is retried on the next endpoint."""
+        if not groups:
+            return
+        if not isinstance(self._clients[0].http, LeanPool):
+            pmap(lambda group: [self.set(key, value) for key, value in group], groups, workers=PIPELINES)
+            return
+        size = -(-len(groups) // PIPELINES)
+        shares = [[item for group in groups[i:i + size] for item in group] for i in range(0, len(groups), size)]
+        pmap(self._pipeline, shares, workers=PIPELINES)
+
+    def _pipeline(self, items: Sequence[tuple[str, str]]) -> None:
+        def do(c: etcd.Client) -> None:
+            requests = [(c.key_endpoint + key, urlencode({"value": value}).encode()) for key, value in items]
+            self.requests += len(items) - 1  # _call counted one
+            try:
+                responses = pipelined(c.http, "PUT", c.base_uri, requests, c._get_headers(), timeout=self.timeout)
+            except (urllib3.exceptions.HTTPError, OSError) as err:
+                raise etcd.EtcdConnectionFailed(f"Connection to etcd failed due to {err!r}", cause=err) from err
+            for response in responses:
+                c._check_cluster_id(response)
+                c._handle_server_response(response)  # raises python-etcd's error for an error answer
+
+        self._call(f"PUT {len(items)} keys pipelined ({items[0][0]}...)", do, idempotent=True)
 
     def refresh(self, key: str, ttl: int) -> Node:
         result = self._call(f"PUT {key} refresh", lambda c: c.refresh(key, ttl, prevExist=True), idempotent=True)

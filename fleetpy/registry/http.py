@@ -93,7 +93,7 @@ class LeanPool:
         if data is not None or method.upper() in ("PUT", "POST", "PATCH"):
             lines.append(f"Content-Length: {len(data or b'')}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        sock = self._connection(host, port, connect_timeout)
+        sock = self.connection(host, port, connect_timeout)
         try:
             sock.settimeout(read_timeout)
             sock.sendall(head + data if data else head)
@@ -105,7 +105,7 @@ class LeanPool:
             sock.close()
             raise ProtocolError("Connection aborted.", err) from err
         if reusable:
-            self._release(host, port, sock)
+            self.release(host, port, sock)
         else:
             sock.close()
         return response
@@ -137,7 +137,7 @@ class LeanPool:
             return _seconds(timeout.connect_timeout), _seconds(timeout.read_timeout)
         return _seconds(timeout), _seconds(timeout)
 
-    def _connection(self, host: str, port: int, connect_timeout: float | None) -> socket.socket:
+    def connection(self, host: str, port: int, connect_timeout: float | None) -> socket.socket:
         key = (host, port)
         while True:
             with self._lock:
@@ -157,7 +157,7 @@ class LeanPool:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 
-    def _release(self, host: str, port: int, sock: socket.socket) -> None:
+    def release(self, host: str, port: int, sock: socket.socket) -> None:
         with self._lock:
             idle = self._idle.setdefault((host, port), [])
             if len(idle) < self.maxsize:
@@ -210,7 +210,7 @@ class LeanResponse:
         """Nothing is left open."""
 
 
-class _Reader:
+class Reader:
     """Buffered reads from a socket (a response's head, then its body)."""
 
     def __init__(self, sock: socket.socket) -> None:
@@ -253,7 +253,16 @@ class _Reader:
 
 def _read_response(sock: socket.socket, head_only: bool) -> tuple[LeanResponse, bool]:
     """Read one response: (response, whether the connection can carry another request)."""
-    reader = _Reader(sock)
+    reader = Reader(sock)
+    response, reusable = read_one(reader, head_only)
+    if reader.buffer:  # more than one response's worth: out of step, never reuse
+        reusable = False
+    return response, reusable
+
+
+def read_one(reader: Reader, head_only: bool) -> tuple[LeanResponse, bool]:
+    """Read one response from ``reader`` (which may hold more after it: pipelined answers): (response, whether
+    the connection can carry another request)."""
     while True:
         status_line, *header_lines = reader.until(b"\r\n\r\n").split(b"\r\n")
         version, _, rest = status_line.partition(b" ")
@@ -280,8 +289,6 @@ def _read_response(sock: socket.socket, head_only: bool) -> tuple[LeanResponse, 
         data = reader.exactly(int(headers["content-length"]))
     else:
         data, reusable = reader.rest(), False
-    if reader.buffer:  # more than one response's worth: out of step, never reuse
-        reusable = False
     return LeanResponse(status, headers, data), reusable
 
 

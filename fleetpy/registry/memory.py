@@ -12,7 +12,7 @@ import dataclasses
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from fleetpy.errors import CASConflict, NotFound
 from fleetpy.registry.store import Action, Event, IndexCleared, Listing, Node
@@ -126,6 +126,11 @@ class MemoryStore:
             node = Node(key, value, index, ttl)
             self._record(action, node)
             return node
+
+    def set_many(self, groups: Sequence[Sequence[tuple[str, str]]]) -> None:
+        for group in groups:
+            for key, value in group:
+                self.set(key, value)
 
     def refresh(self, key: str, ttl: int) -> Node:
         with self._lock:

@@ -7,6 +7,8 @@ Listings are decoded by the pure functions of ``fleetpy.registry.decode``, which
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fleetpy.errors import CASConflict, LeaseLost, NotFound
 from fleetpy.model.records import JobState, Lease, MachineState, ScheduledUnit, Unit, UnitState
 from fleetpy.model.unit import UnitFile
@@ -144,6 +146,20 @@ class Registry:
         self.store.set(self.keys.job_object(unit.name), codec.encode_job_object(unit.name, unit.hash))
         self.store.set(self.keys.target_state(unit.name), unit.target_state.value)
 
+    def create_units(self, units: Sequence[Unit]) -> None:
+        """``create_unit`` for many: the new bodies first, then each unit's object and target state (in that
+        order) in one pipelined ``set_many``."""
+        first: dict[str, Unit] = {}  # unit hash -> the first unit of a body not written yet
+        for unit in units:
+            if unit.hash not in self._bodies:
+                first.setdefault(unit.hash, unit)
+        for unit in first.values():
+            self.create_unit(unit)  # its body, then its object and target state
+        done = {unit.name for unit in first.values()}
+        self.store.set_many([[(self.keys.job_object(u.name), codec.encode_job_object(u.name, u.hash)),
+                              (self.keys.target_state(u.name), u.target_state.value)]
+                             for u in units if u.name not in done])
+
     def destroy_unit(self, name: str) -> bool:
         """Delete ``job/<name>``; False when there was nothing to delete."""
         try:
@@ -155,6 +171,9 @@ class Registry:
 
     def set_target_state(self, name: str, state: JobState) -> None:
         self.store.set(self.keys.target_state(name), state.value)
+
+    def set_target_states(self, names: Sequence[str], state: JobState) -> None:
+        self.store.set_many([[(self.keys.target_state(name), state.value)] for name in names])
 
     # -- engine side ------------------------------------------------------------------------------------
     def schedule_unit(self, name: str, machine_id: str) -> None:

@@ -8,7 +8,7 @@ suite (tests/registry/test_store_contract.py) runs against both.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -103,6 +103,12 @@ class KVStore(Protocol):
     ) -> Node:
         """Write ``value``. ``prev_exist=False`` creates only; ``True`` updates only; ``prev_value`` and
         ``prev_index`` compare-and-swap. ``ttl`` sets an expiry in seconds (None: none)."""
+        ...
+
+    def set_many(self, groups: Sequence[Sequence[tuple[str, str]]]) -> None:
+        """Plain writes (``set`` without TTL or compare) of ``(key, value)`` pairs: each group's in order, the
+        groups possibly at the same time. A failure is raised once the writes under way are done: writes before
+        it may have been made, writes after it may not."""
         ...
 
     def refresh(self, key: str, ttl: int) -> Node:

@@ -9,6 +9,7 @@ import pytest
 from fleetpy.errors import CASConflict, LeaseLost
 from fleetpy.model.records import JobState, MachineState, Unit, UnitState
 from fleetpy.model.unit import UnitFile
+from fleetpy.registry.keys import Tree
 from fleetpy.registry.registry import Registry
 
 HELLO = UnitFile.parse("[Service]\nExecStart=/bin/sleep 100\n")
@@ -27,6 +28,22 @@ def test_units_roundtrip_sorted(registry: Registry) -> None:
     one = registry.unit("b.service")
     assert one is not None and one.hash == HELLO.hash and one.target_state is JobState.LAUNCHED
     assert registry.unit("missing.service") is None
+
+
+def test_create_units_writes_what_create_unit_writes(registry: Registry) -> None:
+    other = UnitFile.parse("[Service]\nExecStart=/bin/sleep 200\n")
+    units = [_unit(f"s@{i}.service") for i in range(5)] + [_unit("o.service", JobState.LOADED, other)]
+    registry.create_units(units)
+    registry.create_units([])
+    assert registry.units() == sorted(units, key=lambda u: u.name)
+    bodies = registry.store.list(registry.keys.tree(Tree.UNIT)).nodes
+    assert len(bodies) == 2  # each body once
+
+
+def test_set_target_states(registry: Registry) -> None:
+    registry.create_units([_unit(f"s@{i}.service") for i in range(3)])
+    registry.set_target_states(["s@0.service", "s@2.service"], JobState.INACTIVE)
+    assert [u.target_state for u in registry.units()] == [JobState.INACTIVE, JobState.LAUNCHED, JobState.INACTIVE]
 
 
 def test_byte_exact_values(registry: Registry) -> None:

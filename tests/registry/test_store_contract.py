@@ -56,6 +56,28 @@ def test_set_conditions(store: KVStore, etcd_prefix: str, kwargs: dict[str, obje
         assert (current.value if current else None) == ("old" if exists else None)
 
 
+def test_set_many_writes_each_group_in_order(store: KVStore, etcd_prefix: str) -> None:
+    big = "x" * 3000  # many windows' worth of bytes: the pipelined sends are split
+    groups = [[(f"{etcd_prefix}many/u{i}/object", f"{i}{big}"), (f"{etcd_prefix}many/u{i}/state", f"s{i}")]
+              for i in range(150)]
+    start = store.current_index()
+    store.set_many(groups)
+    store.set_many([])
+    nodes = {n.key: n for n in store.list(f"{etcd_prefix}many").nodes}
+    assert len(nodes) == 300
+    for i in (0, 77, 149):
+        obj, state = nodes[f"{etcd_prefix}many/u{i}/object"], nodes[f"{etcd_prefix}many/u{i}/state"]
+        assert (obj.value, state.value) == (f"{i}{big}", f"s{i}")
+        assert start < obj.modified_index < state.modified_index  # a group's writes in their order
+
+
+def test_set_many_raises_a_writes_failure(store: KVStore, etcd_prefix: str) -> None:
+    store.set(f"{etcd_prefix}fail/dir/leaf", "x")
+    with pytest.raises(CASConflict):  # a directory cannot get a value
+        store.set_many([[(f"{etcd_prefix}fail/a", "1")], [(f"{etcd_prefix}fail/dir", "2")]])
+    assert store.get(f"{etcd_prefix}fail/a") is not None  # written before the failure
+
+
 def test_cas_on_index(store: KVStore, etcd_prefix: str) -> None:
     key = f"{etcd_prefix}idx"
     first = store.set(key, "a")
@@ -247,10 +269,11 @@ def test_tree_cache_follows_a_burst_on_one_stream(store: KVStore, etcd_prefix: s
         for i in range(60):
             store.set(f"{etcd_prefix}f/u{i:02}", str(i))
         store.delete(f"{etcd_prefix}f/u00")
+        wanted = [str(i) for i in range(1, 60)]
         deadline = time.monotonic() + 5
-        while len(cache.nodes()) != 59 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert [n.value for n in cache.nodes()] == [str(i) for i in range(1, 60)]
+        while [n.value for n in cache.nodes()] != wanted and time.monotonic() < deadline:
+            time.sleep(0.02)  # not "59 nodes": u00-u58 are 59 too, before u59 and the delete came
+        assert [n.value for n in cache.nodes()] == wanted
         assert cache.reloads == 1
     finally:
         stop.set()

@@ -65,8 +65,11 @@ def tls_etcd(pki: Path) -> Iterator[EtcdServer]:
 def test_registry_works_over_tls_with_a_client_certificate(tls_etcd: EtcdServer, pki: Path) -> None:
     tls = TLSConfig(str(pki / "ca.crt"), str(pki / "client.crt"), str(pki / "client.key"))
     registry = Registry(EtcdStore(tls_etcd.url, timeout=3, tls=tls), "/tls-test/")
-    registry.create_unit(Unit("hello.service", UnitFile.parse("[Service]\nExecStart=/bin/true\n"), JobState.LOADED))
-    assert [u.name for u in registry.units()] == ["hello.service"]
+    body = UnitFile.parse("[Service]\nExecStart=/bin/true\n")
+    registry.create_unit(Unit("hello.service", body, JobState.LOADED))
+    registry.create_units([Unit(f"many@{i}.service", body, JobState.LAUNCHED) for i in range(20)])  # set_many
+    assert [u.name for u in registry.units()] == ["hello.service", *sorted(f"many@{i}.service" for i in range(20))]
+    assert registry.unit("many@7.service").target_state is JobState.LAUNCHED  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
