@@ -146,8 +146,8 @@ class Server:
                  "disabled" if self.engine is None else "enabled")
         if ready is not None:
             ready()
-        while not stop.wait(0.2) and not halt.is_set():
-            pass
+        while not stop.wait(0.2) and not halt.is_set() and not self.crashed:
+            pass  # a crashed watch ends the daemon too: its loops would go on blind to the registry
         halt.set()
         for component in (self.agent, self.publisher, self.engine):  # wake the loops now, not at their next tick
             trigger = getattr(component, "trigger", None)

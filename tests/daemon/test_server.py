@@ -14,6 +14,7 @@ from fleetpy.daemon import server as server_module
 from fleetpy.daemon.config import Config
 from fleetpy.daemon.server import AlreadyRunning, Server
 from fleetpy.model.records import JobState, MachineState
+from fleetpy.registry.cache import TreeCache
 from fleetpy.registry.registry import Registry
 from fleetpy.registry.store import KVStore
 from fleetpy.systemd.fake import FakeUnitManager
@@ -83,6 +84,16 @@ def test_units_run_states_publish_and_sigterm_purges(make: Callable[..., tuple[S
     assert isinstance(fake, FakeUnitManager) and fake.files == {} and fake.active == {}
     assert registry.unit_states() == [] and registry.machine(ME) is None
     assert registry.job("a.service").job_state is None  # type: ignore[union-attr]
+
+
+def test_a_crashed_watch_stops_the_daemon_with_exit_1(make: Callable[..., tuple[Server, Running]],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(_cache: TreeCache, _stop: threading.Event) -> None:
+        raise RuntimeError("boom")  # a bug in a watch: not an etcd error it would retry
+    monkeypatch.setattr(TreeCache, "run", crash)
+    srv, running = make()
+    running.thread.join(30)
+    assert running.code == 1 and srv.crashed and all(name.startswith("watch:") for name in srv.crashed)
 
 
 def test_shutdown_keep_units_leaves_units_states_and_machine(make: Callable[..., tuple[Server, Running]],
