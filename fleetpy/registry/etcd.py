@@ -65,7 +65,9 @@ logging.getLogger("etcd.client").setLevel(logging.CRITICAL)
 logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # "pool is full, discarding": harmless
 
 T = TypeVar("T")
-PIPELINES = 4  # connections a ``set_many`` writes on at once: etcd commits concurrent requests together
+PIPELINES = 16  # connections a ``set_many`` writes on at once: etcd commits concurrent requests together (2,000
+# writes to an idle etcd: 0.34 s on 4 connections, 0.20 s on 16, 0.25 s on 32)
+PIPELINE_MIN = 32  # ...each carrying at least this many writes (a few writes: one connection, no threads)
 
 
 class EtcdStore:
@@ -201,9 +203,11 @@ class EtcdStore:
         if not isinstance(self._clients[0].http, LeanPool):
             pmap(lambda group: [self.set(key, value) for key, value in group], groups, workers=PIPELINES)
             return
-        size = -(-len(groups) // PIPELINES)
+        items = sum(len(group) for group in groups)
+        connections = min(PIPELINES, -(-items // PIPELINE_MIN))
+        size = -(-len(groups) // connections)
         shares = [[item for group in groups[i:i + size] for item in group] for i in range(0, len(groups), size)]
-        pmap(self._pipeline, shares, workers=PIPELINES)
+        pmap(self._pipeline, shares, workers=PIPELINES)  # one share: in this thread
 
     def _pipeline(self, items: Sequence[tuple[str, str]]) -> None:
         def do(c: etcd.Client) -> None:
