@@ -18,6 +18,7 @@ request is retried: a failed write's outcome is unknown, and ``EtcdStore`` decid
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import threading
@@ -94,16 +95,10 @@ class LeanPool:
             lines.append(f"Content-Length: {len(data or b'')}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         sock = self.connection(host, port, connect_timeout)
-        try:
+        with failures_raised(sock, url, read_timeout):
             sock.settimeout(read_timeout)
             sock.sendall(head + data if data else head)
             response, reusable = _read_response(sock, method.upper() == "HEAD")
-        except TimeoutError as err:
-            sock.close()
-            raise ReadTimeoutError(None, url, f"Read timed out. (read timeout={read_timeout})") from err  # type: ignore[arg-type]
-        except (OSError, ValueError) as err:
-            sock.close()
-            raise ProtocolError("Connection aborted.", err) from err
         if reusable:
             self.release(host, port, sock)
         else:
@@ -164,6 +159,20 @@ class LeanPool:
                 idle.append(sock)
                 return
         sock.close()
+
+
+@contextlib.contextmanager
+def failures_raised(sock: socket.socket, url: str, read_timeout: float | None) -> Iterator[None]:
+    """A request on ``sock`` that fails closes it and raises what urllib3 would: ReadTimeoutError, or
+    ProtocolError for a connection that broke or an answer that does not parse."""
+    try:
+        yield
+    except TimeoutError as err:
+        sock.close()
+        raise ReadTimeoutError(None, url, f"Read timed out. (read timeout={read_timeout})") from err  # type: ignore[arg-type]
+    except (OSError, ValueError) as err:
+        sock.close()
+        raise ProtocolError("Connection aborted.", err) from err
 
 
 def _seconds(value: Any) -> float | None:

@@ -15,9 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
-from urllib3.exceptions import ProtocolError, ReadTimeoutError
-
-from fleetpy.registry.http import LeanPool, LeanResponse, Reader, read_one
+from fleetpy.registry.http import LeanPool, LeanResponse, Reader, failures_raised, read_one
 
 WINDOW = 64  # requests in flight on the connection
 WINDOW_BYTES = 64 * 1024  # ...and at most this many bytes of them (a window always holds at least one)
@@ -40,7 +38,7 @@ def pipelined(pool: LeanPool, method: str, base: str, requests: Sequence[tuple[s
     responses: list[LeanResponse] = []
     reader = Reader(sock)
     reusable = True
-    try:
+    with failures_raised(sock, base, timeout):
         sock.settimeout(timeout)
         for start, stop in _windows(heads):
             sock.sendall(b"".join(heads[start:stop]))
@@ -49,12 +47,6 @@ def pipelined(pool: LeanPool, method: str, base: str, requests: Sequence[tuple[s
                 responses.append(response)
                 if not reusable and len(responses) < len(heads):
                     raise ValueError("etcd closed the connection in the middle of pipelined requests")
-    except TimeoutError as err:
-        sock.close()
-        raise ReadTimeoutError(None, base, f"Read timed out. (read timeout={timeout})") from err  # type: ignore[arg-type]
-    except (OSError, ValueError) as err:
-        sock.close()
-        raise ProtocolError("Connection aborted.", err) from err
     if reusable and not reader.buffer:
         pool.release(host, port, sock)
     else:
