@@ -159,8 +159,7 @@ def build_machine(index: int, *, endpoint: str, prefix: str, engine: bool, share
         shared.add(server.machine_id, server.agent.on_job_event)
     if writers:
         server.publisher.writer.close(timeout=0.1)
-        server.publisher.writer = KeyedWriter(workers=writers, name=f"publisher-{server.machine_id[:8]}",
-                                              store=server.publisher.registry.store)
+        server.publisher.writer = KeyedWriter(workers=writers, name=f"publisher-{server.machine_id[:8]}")
     return server
 
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
 
-from fleetpy.agent import writer as writer_module
-from fleetpy.agent.writer import KeyedWriter, Put
+from fleetpy.agent.writer import KeyedWriter
 from fleetpy.errors import RegistryUnavailable
-from fleetpy.registry.memory import MemoryStore
 
 
 @pytest.fixture
@@ -130,57 +128,5 @@ def test_keys_due_at_the_same_time_all_go_at_once() -> None:
             writer.submit(f"k{i}", lambda key=f"k{i}": op(key), delay=0.2)  # type: ignore[misc]
         assert writer.flush(5)
         assert all(0.2 <= t < 0.35 for t in done.values()), done  # in parallel, not one per 1 s worker tick
-    finally:
-        writer.close()
-
-
-class _Store(MemoryStore):
-    """Records each set_many's keys; fails them while ``down``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.batches: list[list[str]] = []
-        self.down = False
-
-    def set_many(self, groups: Sequence[Sequence[tuple[str, str]]]) -> None:
-        if self.down:
-            raise RegistryUnavailable("etcd cluster is unavailable or misconfigured: connection refused")
-        self.batches.append([key for group in groups for key, _ in group])
-        super().set_many(groups)
-
-
-def test_puts_ready_together_go_in_one_batch_and_other_writes_alone() -> None:
-    store = _Store()
-    writer = KeyedWriter(workers=1, name="test", store=store)
-    try:
-        gate = threading.Event()
-        done: list[str] = []
-        writer.submit("block", lambda: gate.wait(5) and None)
-        for i in range(3):
-            writer.submit(f"p{i}", Put(f"/k/p{i}", str(i), then=lambda i=i: done.append(f"p{i}")))  # type: ignore[misc]
-        writer.submit("other", lambda: done.append("other"))
-        writer.submit("p3", Put("/k/p3", "3"))
-        gate.set()
-        assert writer.flush(5)
-        assert store.batches == [["/k/p0", "/k/p1", "/k/p2", "/k/p3"]]  # the callable waited for its turn
-        assert done == ["p0", "p1", "p2", "other"]
-        assert {n.key: n.value for n in store.list("/k").nodes} == {f"/k/p{i}": str(i) for i in range(4)}
-    finally:
-        writer.close()
-
-
-def test_a_batch_is_at_most_BATCH_puts_and_a_failed_one_is_retried_whole(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(writer_module, "BATCH", 2)
-    store = _Store()
-    store.down = True
-    writer = KeyedWriter(workers=1, name="test", store=store, max_backoff=0.05)
-    try:
-        for i in range(3):
-            writer.submit(f"p{i}", Put(f"/k/p{i}", str(i)))
-        time.sleep(0.2)
-        store.down = False
-        assert writer.flush(5)
-        assert sorted(map(len, store.batches)) == [1, 2]
-        assert sorted(key for batch in store.batches for key in batch) == ["/k/p0", "/k/p1", "/k/p2"]
     finally:
         writer.close()
