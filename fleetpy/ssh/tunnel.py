@@ -276,7 +276,8 @@ class _Bridge(threading.Thread):
         except (OSError, paramiko.SSHException, EOFError):
             pass
         finally:
-            chan.close()
+            with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
+                chan.close()  # raises EOFError when the transport died first: the socket must still be closed
             sock.close()
             self.done(self)
 

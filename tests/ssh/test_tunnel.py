@@ -147,3 +147,31 @@ def test_closed_tunnel_fails_requests_cleanly(sshd: SSHServer, etcd_server: Etcd
             store.get("/x")
     finally:
         store.close()
+
+
+def test_a_bridge_whose_transport_died_still_closes_its_socket() -> None:
+    """paramiko's Channel.close raises EOFError once the transport is gone: the bridge's end of the socketpair
+    must be closed anyway (a leak surfaced as a ResourceWarning in a later test) and the thread end quietly."""
+    from fleetpy.ssh.tunnel import _Bridge
+
+    class DeadChannel:
+        closed = True
+
+        def get_id(self) -> int:
+            return 7
+
+        def recv_ready(self) -> bool:
+            return False
+
+        def fileno(self) -> int:
+            return ours.fileno()  # something select() accepts
+
+        def close(self) -> None:
+            raise EOFError
+
+    ours, theirs = socket.socketpair()
+    done: list[object] = []
+    bridge = _Bridge(ours, DeadChannel(), done.append)  # type: ignore[arg-type]
+    bridge.run()  # in this thread: an exception would fail the test
+    assert ours.fileno() == -1 and done == [bridge]
+    theirs.close()
