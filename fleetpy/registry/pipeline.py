@@ -66,4 +66,3 @@ def _windows(heads: Sequence[bytes]) -> list[tuple[int, int]]:
     if start < len(heads):
         out.append((start, len(heads)))
     return out
-

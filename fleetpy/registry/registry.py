@@ -136,29 +136,30 @@ class Registry:
     def create_unit(self, unit: Unit) -> None:
         """Store the body (content-addressed, never overwritten; not again once this registry wrote or read it:
         300 instances of one template write it once), then the job object and target state."""
-        if unit.hash not in self._bodies:
-            try:
-                self.store.set(self.keys.unit_body(unit.hash), codec.encode_unit_body(unit.unit_file),
-                               prev_exist=False)
-            except CASConflict:
-                pass
-            self._bodies[unit.hash] = unit.unit_file
-        self.store.set(self.keys.job_object(unit.name), codec.encode_job_object(unit.name, unit.hash))
-        self.store.set(self.keys.target_state(unit.name), unit.target_state.value)
+        self._store_body(unit)
+        for key, value in self._job_writes(unit):
+            self.store.set(key, value)
 
     def create_units(self, units: Sequence[Unit]) -> None:
         """``create_unit`` for many: the new bodies first, then each unit's object and target state (in that
         order) in one pipelined ``set_many``."""
-        first: dict[str, Unit] = {}  # unit hash -> the first unit of a body not written yet
-        for unit in units:
-            if unit.hash not in self._bodies:
-                first.setdefault(unit.hash, unit)
-        for unit in first.values():
-            self.create_unit(unit)  # its body, then its object and target state
-        done = {unit.name for unit in first.values()}
-        self.store.set_many([[(self.keys.job_object(u.name), codec.encode_job_object(u.name, u.hash)),
-                              (self.keys.target_state(u.name), u.target_state.value)]
-                             for u in units if u.name not in done])
+        for unit in {u.hash: u for u in units}.values():
+            self._store_body(unit)
+        self.store.set_many([self._job_writes(unit) for unit in units])
+
+    def _store_body(self, unit: Unit) -> None:
+        if unit.hash in self._bodies:
+            return
+        try:
+            self.store.set(self.keys.unit_body(unit.hash), codec.encode_unit_body(unit.unit_file), prev_exist=False)
+        except CASConflict:
+            pass
+        self._bodies[unit.hash] = unit.unit_file
+
+    def _job_writes(self, unit: Unit) -> list[tuple[str, str]]:
+        """A new job's keys and values, in the order they are written: its object, then its target state."""
+        return [(self.keys.job_object(unit.name), codec.encode_job_object(unit.name, unit.hash)),
+                (self.keys.target_state(unit.name), unit.target_state.value)]
 
     def destroy_unit(self, name: str) -> bool:
         """Delete ``job/<name>``; False when there was nothing to delete."""
