@@ -130,3 +130,39 @@ def test_keys_due_at_the_same_time_all_go_at_once() -> None:
         assert all(0.2 <= t < 0.35 for t in done.values()), done  # in parallel, not one per 1 s worker tick
     finally:
         writer.close()
+
+
+def test_a_write_due_sooner_than_the_one_a_worker_waits_for_goes_at_its_own_time() -> None:
+    writer = KeyedWriter(workers=2, name="test")
+    try:
+        start = time.monotonic()
+        done: dict[str, float] = {}
+        writer.submit("later", lambda: done.setdefault("later", time.monotonic() - start), delay=1.5)
+        time.sleep(0.05)  # a worker now waits until 1.5 s
+        writer.submit("sooner", lambda: done.setdefault("sooner", time.monotonic() - start), delay=0.2)
+        assert writer.flush(5)
+        assert 0.2 <= done["sooner"] < 0.35 and 1.5 <= done["later"] < 1.65
+    finally:
+        writer.close()
+
+
+def _switches(thread: threading.Thread) -> int:
+    with open(f"/proc/self/task/{thread.native_id}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches"))
+
+
+def test_idle_workers_sleep_until_there_is_work() -> None:
+    """No wake-up while nothing is to be written (they used to look every second); a write still wakes one."""
+    writer = KeyedWriter(workers=3, name="test")
+    try:
+        writer.submit("k", lambda: None)
+        assert writer.flush(5)
+        time.sleep(0.1)
+        before = [_switches(t) for t in writer._threads]
+        time.sleep(1.3)
+        assert [_switches(t) for t in writer._threads] == before
+        done = threading.Event()
+        writer.submit("k", done.set)
+        assert done.wait(1)
+    finally:
+        writer.close()
