@@ -65,8 +65,11 @@ logging.getLogger("etcd.client").setLevel(logging.CRITICAL)
 logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # "pool is full, discarding": harmless
 
 T = TypeVar("T")
-PIPELINES = 16  # connections a ``set_many`` writes on at once: etcd commits concurrent requests together (2,000
-# writes to an idle etcd: 0.34 s on 4 connections, 0.20 s on 16, 0.25 s on 32)
+PIPELINES = 4  # connections a ``set_many`` writes on at once (x pipeline.WINDOW requests in flight): etcd commits
+# concurrent requests together, but a deeper queue makes everyone else wait behind it. 2,000 writes to an idle etcd:
+# 0.14-0.23 s on 16 x 64 in flight, 0.28-0.30 s on 4 x 16; a 1,000-unit start on 10 lab nodes, the engine's writes
+# queued behind 1,024 of the CLI's: all scheduled 0.6-2.4 s after the last unit was written, all active in a median
+# 5.29 s (12 runs), on 4 x 16: 0.1-1.1 s after, median 4.80 s (12 runs, alternating)
 PIPELINE_MIN = 32  # ...each carrying at least this many writes (a few writes: one connection, no threads)
 
 

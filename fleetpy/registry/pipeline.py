@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from fleetpy.registry.http import LeanPool, LeanResponse, Reader, failures_raised, read_one
 
-WINDOW = 64  # requests in flight on the connection
+WINDOW = 16  # requests in flight on the connection (see etcd.PIPELINES)
 WINDOW_BYTES = 64 * 1024  # ...and at most this many bytes of them (a window always holds at least one)
 
 

@@ -15,12 +15,13 @@ from fleetpy.registry.pipeline import pipelined
 from tests.registry.test_http import Lean, Serve, lean, ok, serve
 
 __all__ = ["lean", "serve"]  # fixtures
+W = pipeline.WINDOW
 
 
 @pytest.mark.parametrize(("sizes", "windows"), [
     pytest.param([], [], id="none"),
     pytest.param([10] * 3, [(0, 3)], id="one-window"),
-    pytest.param([10] * 130, [(0, 64), (64, 128), (128, 130)], id="by-count"),
+    pytest.param([10] * (2 * W + 2), [(0, W), (W, 2 * W), (2 * W, 2 * W + 2)], id="by-count"),
     pytest.param([40_000, 40_000, 10], [(0, 1), (1, 3)], id="by-bytes"),
     pytest.param([100_000, 10], [(0, 1), (1, 2)], id="a-big-request-alone"),
 ])
