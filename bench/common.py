@@ -71,6 +71,17 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
     return predicate()
 
 
+def calibration() -> float:
+    """CPU seconds of a fixed pure-Python loop (3 M additions): how fast a CPU second is at that moment. On this
+    kind of machine it ranged from 0.08 to 0.15 s within an hour, and the CPU of every process of a lab start with
+    it, so a figure is worth reading next to it."""
+    started = time.thread_time()
+    total = 0
+    for i in range(3_000_000):
+        total += i
+    return time.thread_time() - started
+
+
 def machine_facts() -> dict[str, Any]:
     def run(*argv: str) -> str:
         try:

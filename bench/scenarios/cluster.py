@@ -22,7 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.common import Figure, stopwatch, wait_until
+from bench.common import Figure, calibration, stopwatch, wait_until
 from bench.observer import Observer
 from fleetpy.lab import Lab
 from fleetpy.model.records import JobState, Unit
@@ -119,6 +119,7 @@ def latency(c: Cluster, runs: int) -> list[Figure]:
 
 def throughput(c: Cluster, count: int, nodes: int, reference: str, target: float | None) -> list[Figure]:
     names = [f"sleeper@{i}.service" for i in range(1, count + 1)]
+    speed = calibration()
     cpu0, etcd0 = agent_cpu_seconds(c.lab), etcd_requests(c.lab)
     with stopwatch() as t:
         proc = c.fleetpy("start", "--no-block", *names)
@@ -132,7 +133,9 @@ def throughput(c: Cluster, count: int, nodes: int, reference: str, target: float
                       note="" if ok else f"only {c.active(set(names))} active after 120 s",
                       extra={"agent_cpu_s": cpu, "etcd_requests": requests}),
                Figure("cluster", f"fleetpyd CPU (all nodes) while starting {count} units", "CPU-s", [cpu]),
-               Figure("cluster", f"etcd requests while starting {count} units", "req", [requests])]
+               Figure("cluster", f"etcd requests while starting {count} units", "req", [requests]),
+               Figure("cluster", f"machine speed before each {count}-unit start: 3 M Python additions", "s", [speed],
+                      note="the CPU of a start rises and falls with it (bench.common.calibration)")]
     return figures
 
 
