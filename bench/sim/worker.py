@@ -164,7 +164,8 @@ def build_machine(index: int, *, endpoint: str, prefix: str, engine: bool, share
     if writers:
         server.publisher.poll_interval = PUBLISHER_POLL
         server.publisher.writer.close(timeout=0.1)
-        server.publisher.writer = KeyedWriter(workers=writers, name=f"publisher-{server.machine_id[:8]}")
+        server.publisher.writer = KeyedWriter(workers=writers, name=f"publisher-{server.machine_id[:8]}",
+                                              store=server.publisher.registry.store)
     return server
 
 

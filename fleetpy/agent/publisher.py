@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from fleetpy.agent.writer import KeyedWriter
+from fleetpy.agent.writer import KeyedWriter, Op, Put
 from fleetpy.errors import FleetError
 from fleetpy.loop import Trigger
 from fleetpy.model.records import UnitState
@@ -49,7 +49,7 @@ class StatePublisher:
         self.legacy_delay = legacy_delay
         self.clock = clock
         self.trigger = Trigger()
-        self.writer = KeyedWriter(workers=workers, name="publisher")
+        self.writer = KeyedWriter(workers=workers, name="publisher", store=registry.store)
         self._lock = threading.Lock()
         self._owned: dict[str, str] = {}  # name -> hash of the local file
         self._launched: set[str] = set()
@@ -237,27 +237,20 @@ class StatePublisher:
         return UnitState(name=name, machine_id=self.machine_id, load_state=sd.load, active_state=sd.active,
                          sub_state=sd.sub, unit_hash=unit_hash)
 
-    def _save_op(self, state: UnitState) -> Callable[[], None]:
+    def _save_op(self, state: UnitState) -> Op:
         """``states/<unit>/<machine>`` (what readers use), first; the legacy copy follows as a separate write."""
-        registry = self.registry
-
-        def op() -> None:
-            registry.store.set(registry.keys.state(state.name, state.machine_id), codec.encode_unit_state(state))
+        def then() -> None:
             with self._lock:
                 self._published.add(state.name)
-        return op
+        return Put(self.registry.keys.state(state.name, state.machine_id), codec.encode_unit_state(state), then)
 
     def _cancel_legacy(self, name: str) -> None:
         """Replace a pending legacy ``state/<unit>`` write with nothing: it must not outlive the state's removal."""
         self.writer.submit(f"legacy:{name}", lambda: None)
 
-    def _legacy_op(self, state: UnitState) -> Callable[[], None]:
+    def _legacy_op(self, state: UnitState) -> Op:
         """fleet's legacy ``state/<unit>`` (readers ignore it): written on change, no TTL."""
-        registry = self.registry
-
-        def op() -> None:
-            registry.store.set(registry.keys.legacy_state(state.name), codec.encode_unit_state(state))
-        return op
+        return Put(self.registry.keys.legacy_state(state.name), codec.encode_unit_state(state))
 
     def _remove_op(self, name: str) -> Callable[[], None]:
         def op() -> None:
@@ -269,5 +262,6 @@ class StatePublisher:
     def _clear_op(self, name: str) -> Callable[[], None]:
         return lambda: self.registry.clear_unit_heartbeat(name, self.machine_id)
 
-    def _beat_op(self, name: str) -> Callable[[], None]:
-        return lambda: self.registry.unit_heartbeat(name, self.machine_id)
+    def _beat_op(self, name: str) -> Op:
+        """``job/<unit>/job-state`` = this machine (``Registry.unit_heartbeat`` without a TTL)."""
+        return Put(self.registry.keys.job_state(name), self.machine_id)

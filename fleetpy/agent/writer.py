@@ -4,6 +4,8 @@ I/O executor for the publisher (state saves, TTL refreshes, heartbeats). One wri
 a newer write for a key replaces a pending one, a write can be held back for a while (``delay``: changes of the
 key within that time then cost one write), and a write that fails because etcd is unreachable is retried
 with backoff (logged once per outage) unless a newer one replaced it. Keeps a slow etcd off the reconcile path.
+Plain writes (``Put``) that are ready together go in one pipelined ``set_many``: a start of 100 units on a
+machine makes ~300 of them within a second or two, and one at a time each cost ~300 us of CPU.
 """
 
 from __future__ import annotations
@@ -13,13 +15,28 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from fleetpy.errors import FleetError, RegistryUnavailable
+from fleetpy.registry.store import KVStore
 
 log = logging.getLogger("fleetpy.agent.writer")
 
-Op = Callable[[], None]
+BATCH = 16  # Puts one worker sends together at most: one pipeline window, on one connection, from the worker itself
 NEVER = float("inf")
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """A plain write of ``value`` at ``key`` (no TTL, no compare) to the writer's store; ``then`` runs once it
+    is done. Puts ready at the same time go together."""
+
+    key: str
+    value: str
+    then: Callable[[], None] | None = None
+
+
+Op = Callable[[], None] | Put
 
 
 class KeyedWriter:
@@ -29,8 +46,11 @@ class KeyedWriter:
     separately, and one worker at a time waits for the next due time. Idle workers wake for nothing else (they
     used to look every second: 8 wake-ups a second per idle fleetpyd, 500 per simulation worker process)."""
 
-    def __init__(self, *, workers: int = 8, name: str = "writer", max_backoff: float = 2.0) -> None:
+    def __init__(self, *, workers: int = 8, name: str = "writer", max_backoff: float = 2.0,
+                 store: KVStore | None = None) -> None:
+        """``store``: where ``Put`` ops go (required to submit them)."""
         self.name = name
+        self.store = store
         self.max_backoff = max_backoff
         lock = threading.Lock()
         self._cond = threading.Condition(lock)  # workers: a write to do (or close)
@@ -96,21 +116,19 @@ class KeyedWriter:
             thread.join(timeout / len(self._threads))
 
     # -- workers ------------------------------------------------------------------------------------------
-    def _next(self) -> tuple[str, Op] | None:
+    def _next(self) -> list[tuple[str, Op]] | None:
+        """The next write, or (a ``Put``) up to ``BATCH`` ready Puts; None once closed."""
         with self._cond:
             while not self._closed:
                 now = time.monotonic()
                 wait = self._down_until - now
                 if wait <= 0:
                     wait = self._release(now)
-                    for queue in (self._urgent, self._normal):
-                        key = next((k for k in queue if k not in self._inflight), None)  # one in flight per key
-                        if key is not None:
-                            del queue[key]
-                            self._inflight.add(key)
-                            if (self._heap and self._timing_until == NEVER) or self._urgent or self._normal:
-                                self._cond.notify()  # another worker: for the next due time, or more due keys
-                            return key, self._pending.pop(key)
+                    taken = self._take()
+                    if taken:
+                        if (self._heap and self._timing_until == NEVER) or self._urgent or self._normal:
+                            self._cond.notify()  # another worker: for the next due time, or more due keys
+                        return taken
                 if wait < NEVER and self._timing_until == NEVER:
                     self._timing_until = now + wait
                     try:
@@ -120,6 +138,30 @@ class KeyedWriter:
                 else:
                     self._cond.wait()  # submit, _done, _failed and close notify
             return None
+
+    def _take(self) -> list[tuple[str, Op]]:
+        """Take the first ready key not in flight (urgent ones first); when its op is a ``Put``, the ready Puts
+        after it too, up to ``BATCH``."""
+        taken: list[tuple[str, Op]] = []
+        for queue in (self._urgent, self._normal):
+            chosen = []
+            for key in queue:
+                if key in self._inflight:  # one in flight per key
+                    continue
+                op = self._pending[key]
+                if taken and not isinstance(op, Put):
+                    continue
+                chosen.append(key)
+                taken.append((key, op))
+                if not isinstance(op, Put) or len(taken) >= BATCH:
+                    break
+            for key in chosen:
+                del queue[key]
+                del self._pending[key]
+                self._inflight.add(key)
+            if taken and (not isinstance(taken[0][1], Put) or len(taken) >= BATCH):
+                break
+        return taken
 
     def _release(self, now: float) -> float:
         """Move the held-back keys that are due to their queue; seconds until the next one is due (NEVER: none
@@ -137,31 +179,46 @@ class KeyedWriter:
         return NEVER
 
     def _work(self) -> None:
-        while (item := self._next()) is not None:
-            key, op = item
+        while (taken := self._next()) is not None:
+            keys = [key for key, _ in taken]
             try:
-                op()
+                self._run([op for _, op in taken])
             except RegistryUnavailable as err:
-                self._failed(key, op, err)
+                for key, op in taken:
+                    self._failed(key, op, err)
             except FleetError as err:
-                log.warning("%s: write %s failed: %s", self.name, key, err)
-                self._done(key)
+                log.warning("%s: write %s failed: %s", self.name, ", ".join(keys), err)
+                self._done(keys)
             except Exception:
-                log.exception("%s: write %s crashed", self.name, key)
-                self._done(key)
+                log.exception("%s: write %s crashed", self.name, ", ".join(keys))
+                self._done(keys)
             else:
-                self._done(key, ok=True)
+                self._done(keys, ok=True)
 
-    def _done(self, key: str, *, ok: bool = False) -> None:
+    def _run(self, ops: list[Op]) -> None:
+        puts = [op for op in ops if isinstance(op, Put)]
+        if not puts:
+            for op in ops:
+                op()  # type: ignore[operator]
+            return
+        if self.store is None:
+            raise TypeError(f"{self.name}: a Put needs the writer's store")
+        self.store.set_many([[(put.key, put.value)] for put in puts])
+        for put in puts:
+            if put.then is not None:
+                put.then()
+
+    def _done(self, keys: list[str], *, ok: bool = False) -> None:
         with self._cond:
-            self._inflight.discard(key)
-            self.writes += 1
+            for key in keys:
+                self._inflight.discard(key)
+                self.writes += 1
+                if key in self._urgent or key in self._normal:
+                    self._cond.notify()  # a newer write of the key waited for this one
             if ok and self._outage:
                 log.info("%s: etcd reachable again", self.name)
                 self._outage = ""
                 self._backoff = 0.0
-            if key in self._urgent or key in self._normal:
-                self._cond.notify()  # a newer write of the key waited for this one
             if not self._pending and not self._inflight:
                 self._idle.notify_all()
 

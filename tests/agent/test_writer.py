@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 
-from fleetpy.agent.writer import KeyedWriter
+from fleetpy.agent import writer as writer_module
+from fleetpy.agent.writer import KeyedWriter, Put
 from fleetpy.errors import RegistryUnavailable
+from fleetpy.registry.memory import MemoryStore
 
 
 @pytest.fixture
@@ -146,6 +148,41 @@ def test_a_write_due_sooner_than_the_one_a_worker_waits_for_goes_at_its_own_time
         writer.close()
 
 
+class _Store(MemoryStore):
+    """Records each set_many's keys; fails them while ``down``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+        self.down = False
+
+    def set_many(self, groups: Sequence[Sequence[tuple[str, str]]]) -> None:
+        if self.down:
+            raise RegistryUnavailable("etcd cluster is unavailable or misconfigured: connection refused")
+        self.batches.append([key for group in groups for key, _ in group])
+        super().set_many(groups)
+
+
+def test_puts_ready_together_go_in_one_batch_and_other_writes_alone() -> None:
+    store = _Store()
+    writer = KeyedWriter(workers=1, name="test", store=store)
+    try:
+        gate = threading.Event()
+        done: list[str] = []
+        writer.submit("block", lambda: gate.wait(5) and None)
+        for i in range(3):
+            writer.submit(f"p{i}", Put(f"/k/p{i}", str(i), then=lambda i=i: done.append(f"p{i}")))  # type: ignore[misc]
+        writer.submit("other", lambda: done.append("other"))
+        writer.submit("p3", Put("/k/p3", "3"))
+        gate.set()
+        assert writer.flush(5)
+        assert store.batches == [["/k/p0", "/k/p1", "/k/p2", "/k/p3"]]  # the callable waited for its turn
+        assert done == ["p0", "p1", "p2", "other"]
+        assert {n.key: n.value for n in store.list("/k").nodes} == {f"/k/p{i}": str(i) for i in range(4)}
+    finally:
+        writer.close()
+
+
 def _switches(thread: threading.Thread) -> int:
     with open(f"/proc/self/task/{thread.native_id}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches"))
@@ -164,5 +201,22 @@ def test_idle_workers_sleep_until_there_is_work() -> None:
         done = threading.Event()
         writer.submit("k", done.set)
         assert done.wait(1)
+    finally:
+        writer.close()
+
+
+def test_a_batch_is_at_most_BATCH_puts_and_a_failed_one_is_retried_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writer_module, "BATCH", 2)
+    store = _Store()
+    store.down = True
+    writer = KeyedWriter(workers=1, name="test", store=store, max_backoff=0.05)
+    try:
+        for i in range(3):
+            writer.submit(f"p{i}", Put(f"/k/p{i}", str(i)))
+        time.sleep(0.2)
+        store.down = False
+        assert writer.flush(5)
+        assert sorted(map(len, store.batches)) == [1, 2]
+        assert sorted(key for batch in store.batches for key in batch) == ["/k/p0", "/k/p1", "/k/p2"]
     finally:
         writer.close()
