@@ -199,18 +199,20 @@ class EtcdStore:
     def set_many(self, groups: Sequence[Sequence[tuple[str, str]]]) -> None:
         """Plain writes (no TTL, no compare): each group's in order, the groups on up to ``PIPELINES``
         connections at once, each connection's requests pipelined (``fleetpy.registry.pipeline``). Over TLS
-        (urllib3, not the lean transport) each write is a ``set``. Every write is idempotent, so a connection
-        that fails is retried on the next endpoint."""
+        (urllib3, not the lean transport) each write is a ``set``, a connection's share one after another. Every
+        write is idempotent, so a connection that fails is retried on the next endpoint."""
         if not groups:
-            return
-        if not isinstance(self._clients[0].http, LeanPool):
-            pmap(lambda group: [self.set(key, value) for key, value in group], groups, workers=PIPELINES)
             return
         items = sum(len(group) for group in groups)
         connections = min(PIPELINES, -(-items // PIPELINE_MIN))
         size = -(-len(groups) // connections)
         shares = [[item for group in groups[i:i + size] for item in group] for i in range(0, len(groups), size)]
-        pmap(self._pipeline, shares, workers=PIPELINES)  # one share: in this thread
+        lean = isinstance(self._clients[0].http, LeanPool)
+        pmap(self._pipeline if lean else self._one_by_one, shares, workers=PIPELINES)  # one share: in this thread
+
+    def _one_by_one(self, items: Sequence[tuple[str, str]]) -> None:
+        for key, value in items:
+            self.set(key, value)
 
     def _pipeline(self, items: Sequence[tuple[str, str]]) -> None:
         def do(c: etcd.Client) -> None:
