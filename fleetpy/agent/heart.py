@@ -10,6 +10,7 @@ carry no TTL), so the publisher writes them all again.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ class Heart:
     def __init__(self, *, registry: Registry, machine: Callable[[], MachineState], ttl: int,
                  takeover: bool = False, reclaim: bool = False, state_every: float = 60.0,
                  on_register: Callable[[], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, jitter: Callable[[], float] = random.random) -> None:
         """``machine`` gives the current machine state (re-read every ``state_every`` s). ``takeover``: the
         caller holds this machine's local agent lock, so a registration with the same ID and public IP is a
         previous incarnation of this agent (killed within the TTL) and may be overwritten. ``reclaim``: this
@@ -43,6 +44,7 @@ class Heart:
         self.reclaim = reclaim
         self.state_every = state_every
         self.clock = clock
+        self.jitter = jitter  # [0, 1): how much of the first ttl/2 to wait before the first beat
         self._state_at = clock()
         self.on_register = on_register
         self.created = False  # register() created the object (no live registration was there to take over)
@@ -113,8 +115,13 @@ class Heart:
             self.on_register()
 
     def run(self, stop: threading.Event) -> None:
-        """Beat every ttl/2; after a failure, retry every ttl/12 (fleet's monitor), logging once per outage."""
-        while not stop.wait(self.ttl / 2 if not self._failing else max(0.25, self.ttl / 12)):
+        """Beat every ttl/2, the first time after a random part of that: machines that registered together (a
+        cluster started at once, a simulation's 1,000 machines) would otherwise beat together for good: 250 at
+        once in a simulation worker process, where the last ones came more than ttl/2 late and expired. After a
+        failure, retry every ttl/12 (fleet's monitor), logging once per outage."""
+        wait = self.ttl / 2 * self.jitter()
+        while not stop.wait(wait):
+            wait = self.ttl / 2
             try:
                 self.beat()
                 if self._failing:
@@ -124,6 +131,7 @@ class Heart:
                 if not self._failing:
                     log.warning("machine heartbeat failed: %s", err)
                 self._failing = str(err) or type(err).__name__
+                wait = max(0.25, self.ttl / 12)
 
     def leave(self) -> None:
         """Clean shutdown: remove the machine object."""

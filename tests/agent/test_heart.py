@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from fleetpy.agent.heart import DuplicateMachineError, Heart
@@ -144,3 +147,28 @@ def test_after_a_lost_answer_a_different_object_is_still_a_duplicate(registry: R
     other.register()
     with pytest.raises(DuplicateMachineError):
         h.register()
+
+
+def test_the_first_beat_comes_after_a_random_part_of_the_period_then_every_period(registry: Registry) -> None:
+    """Machines that registered together must not beat together for good: the first wait is ``jitter()`` of
+    ttl/2 (ttl 2 s: every 1 s)."""
+    machine = MachineState(ME, public_ip="10.0.0.1")
+    beats: list[float] = []
+    h = Heart(registry=registry, machine=lambda: machine, ttl=2, jitter=lambda: 0.1)
+    h.register()
+    original = h.beat
+    started = time.monotonic()
+
+    def beat() -> None:
+        beats.append(time.monotonic() - started)
+        original()
+
+    h.beat = beat  # type: ignore[method-assign]
+    stop = threading.Event()
+    thread = threading.Thread(target=h.run, args=(stop,))
+    thread.start()
+    time.sleep(1.4)
+    stop.set()
+    thread.join(2)
+    assert len(beats) == 2
+    assert 0.1 <= beats[0] < 0.3 and 1.1 <= beats[1] < 1.35, beats
