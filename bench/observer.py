@@ -63,7 +63,11 @@ class Observer:
     # -- kept current from the watches -------------------------------------------------------------------------
     def _state_changed(self, event: Event | None) -> None:
         parts = self.keys.split(event.node.key) if event is not None else ()
-        if len(parts) != 3 or event is None:  # a re-read, or a directory went: rebuild from the copy
+        if event is not None and len(parts) == 2 and event.action.removes:  # a unit's directory went
+            with self._lock:
+                self._states.pop(parts[1], None)
+            return
+        if len(parts) != 3 or event is None:  # a re-read, or the tree went: rebuild from the copy
             states: dict[str, dict[str, str]] = {}
             for node in self.states.nodes():
                 split = self.keys.split(node.key)
@@ -81,7 +85,11 @@ class Observer:
 
     def _job_changed(self, event: Event | None) -> None:
         parts = self.keys.split(event.node.key) if event is not None else ()
-        if event is None or len(parts) < 3:  # a re-read, or a unit's directory went: rebuild from the copy
+        if event is not None and len(parts) == 2 and event.action.removes:  # a unit's directory went (destroy):
+            with self._lock:  # one set operation, where a rebuild scans the whole copy per destroyed unit
+                self._targets.discard(parts[1])
+            return
+        if event is None or len(parts) < 3:  # a re-read, or the tree went: rebuild from the copy
             targets = set()
             for node in self.jobs.nodes():
                 split = self.keys.split(node.key)
