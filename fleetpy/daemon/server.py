@@ -87,6 +87,7 @@ class Server:
     owns_store: bool = True
     keep_on_stop: bool = False  # set for a SIGHUP rebuild: shut down without touching units or the registry
     crashed: list[str] = field(default_factory=list)
+    alarm: threading.Event = field(default_factory=threading.Event)  # set on a stop or a crash: ``run`` ends
 
     @property
     def machine_id(self) -> str:
@@ -118,6 +119,7 @@ class Server:
                 log.exception("component %s crashed", name)
                 self.crashed.append(name)
                 halt.set()
+                self.alarm.set()
         thread = threading.Thread(target=body, name=name, daemon=True)
         thread.start()
         threads.append(thread)
@@ -146,8 +148,8 @@ class Server:
                  "disabled" if self.engine is None else "enabled")
         if ready is not None:
             ready()
-        while not stop.wait(0.2) and not halt.is_set() and not self.crashed:
-            pass  # a crashed watch ends the daemon too: its loops would go on blind to the registry
+        threading.Thread(target=_set_on, args=(stop, self.alarm), name="stop", daemon=True).start()
+        self.alarm.wait()  # a crashed watch ends the daemon too: its loops would go on blind to the registry
         halt.set()
         for component in (self.agent, self.publisher, self.engine):  # wake the loops now, not at their next tick
             trigger = getattr(component, "trigger", None)
@@ -193,6 +195,11 @@ class Server:
 
 
 OnChange = Callable[[Event | None], None]
+
+
+def _set_on(when: threading.Event, then: threading.Event) -> None:
+    when.wait()
+    then.set()
 
 
 def _both(first: OnChange, second: OnChange) -> OnChange:

@@ -146,8 +146,6 @@ class Engine:
             log.info("engine: disabled on this machine (disable_engine)")
             return
         self._watching = True
-        waker = threading.Thread(target=self._wake_on, args=(stop,), name="engine-stop", daemon=True)
-        waker.start()  # run_periodic sleeps on the trigger: wake it so a stop lands at once, not a tick later
         lease_done = threading.Event()
         lease = self._lease_watch = lease_watch(self.registry, self.trigger.fire, watch_timeout=self.watch_timeout)
         threading.Thread(target=lease.run, args=(lease_done,), name="engine-watch-lease", daemon=True).start()
@@ -165,10 +163,6 @@ class Engine:
         follower = self._follower
         if follower is not None and not follower.owns_jobs:
             follower.job_changed(event)
-
-    def _wake_on(self, stop: threading.Event) -> None:
-        stop.wait()
-        self.trigger.fire()
 
     def _end_term(self) -> None:
         if self._follower is not None:
