@@ -207,6 +207,7 @@ def scale(sim: Simulation, units: list[Unit], size: str, limit: float) -> list[F
     """Submit ``units``, wait until all are scheduled and active, then start a global unit."""
     store = EtcdStore(sim.url, timeout=30)
     observer = Observer(Registry(store, PREFIX))
+    observer.follow_jobs()
     try:
         return _scale(sim, units, {u.name for u in units}, size, limit, observer)
     finally:
