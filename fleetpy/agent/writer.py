@@ -47,18 +47,23 @@ class KeyedWriter:
     used to look every second: 8 wake-ups a second per idle fleetpyd, 500 per simulation worker process)."""
 
     def __init__(self, *, workers: int = 8, name: str = "writer", max_backoff: float = 2.0,
-                 store: KVStore | None = None) -> None:
-        """``store``: where ``Put`` ops go (required to submit them)."""
+                 store: KVStore | None = None, max_hold: float = 30.0) -> None:
+        """``store``: where ``Put`` ops go (required to submit them); ``max_hold``: how long after it was due a
+        ``background`` write may wait for a quiet writer."""
         self.name = name
         self.store = store
         self.max_backoff = max_backoff
+        self.max_hold = max_hold
         lock = threading.Lock()
         self._cond = threading.Condition(lock)  # workers: a write to do (or close)
         self._idle = threading.Condition(lock)  # flush(): nothing pending or in flight
         self._pending: dict[str, Op] = {}  # the write to do per key (ready, held or waiting for its key)
         self._urgent: dict[str, None] = {}  # ready keys that go before the others (ordered)
         self._normal: dict[str, None] = {}
-        self._held: dict[str, tuple[float, bool]] = {}  # held-back keys: (due, urgent once due)
+        self._held: dict[str, tuple[float, bool, float]] = {}  # held-back keys: (due, urgent once due, the latest
+        # a background write may be put off to, or 0.0: not a background write)
+        self._busy_at = float("-inf")  # when the last write that is not a background one was submitted
+        self._quiet = 0.0  # how long after that a background write waits (its delay)
         self._heap: list[tuple[float, str]] = []  # (due, key); an entry whose due is not _held's is stale
         self._inflight: set[str] = set()
         self._timing_until = NEVER  # when the worker that waits for a due time (or the end of a backoff) wakes
@@ -72,18 +77,26 @@ class KeyedWriter:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, key: str, op: Op, *, urgent: bool = False, delay: float = 0.0) -> None:
+    def submit(self, key: str, op: Op, *, urgent: bool = False, delay: float = 0.0, background: bool = False) -> None:
         """Queue ``op`` as the write of ``key`` (replacing a pending one); ``urgent`` writes go first; ``delay``:
         not before that many seconds (a pending held-back write of the key keeps its time: the key is written
-        at most ``delay`` s after its first change)."""
+        at most ``delay`` s after its first change). A ``background`` write (with a ``delay``) also waits until
+        no other write was submitted for ``delay`` s, or ``max_hold`` s past its time: a write no reader waits
+        for goes after a burst of those they wait for, instead of sharing etcd with them."""
         with self._cond:
             held = self._held.pop(key, None) if key in self._pending else None
             self._urgent.pop(key, None)
             self._normal.pop(key, None)
             self._pending[key] = op
+            now = time.monotonic()
+            if not background:
+                self._busy_at = now
             if delay > 0:
-                due = held[0] if held is not None else time.monotonic() + delay
-                self._held[key] = (due, urgent)
+                due = held[0] if held is not None else now + delay
+                latest = (held[2] if held is not None else due + self.max_hold) if background else 0.0
+                if background:
+                    self._quiet = delay
+                self._held[key] = (due, urgent, latest)
                 heapq.heappush(self._heap, (due, key))
                 if self._timing_until == NEVER:
                     self._cond.notify()  # a worker to wait for its time
@@ -173,9 +186,15 @@ class KeyedWriter:
             if held is not None and held[0] == due and due > now:
                 return due - now
             heapq.heappop(heap)
-            if held is not None and held[0] == due:
-                del self._held[key]
-                (self._urgent if held[1] else self._normal)[key] = None
+            if held is None or held[0] != due:
+                continue
+            later = min(self._busy_at + self._quiet, held[2])
+            if later > now:  # a background write while other writes keep coming: again when they stop
+                self._held[key] = (later, held[1], held[2])
+                heapq.heappush(heap, (later, key))
+                continue
+            del self._held[key]
+            (self._urgent if held[1] else self._normal)[key] = None
         return NEVER
 
     def _work(self) -> None:

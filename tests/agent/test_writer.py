@@ -57,6 +57,33 @@ def test_a_delayed_write_waits_and_changes_meanwhile_cost_one_write(writer: Keye
     assert done[0][1] < 0.1 and 0.3 <= done[1][1] < 0.39
 
 
+def test_a_background_write_waits_until_the_other_writes_stop(writer: KeyedWriter) -> None:
+    done: list[tuple[str, float]] = []
+    start = time.monotonic()
+    writer.submit("legacy", lambda: done.append(("legacy", time.monotonic() - start)), delay=0.2, background=True)
+    for i in range(6):  # a burst of other writes, one every 0.1 s for 0.5 s: the background one waits it out
+        writer.submit(f"st{i}", lambda i=i: done.append((f"st{i}", time.monotonic() - start)))  # type: ignore[misc]
+        time.sleep(0.1)
+    assert writer.flush(5)
+    assert done[-1][0] == "legacy"
+    assert 0.5 + 0.2 <= done[-1][1] < 0.5 + 0.2 + 0.15  # 0.2 s after the last other write
+
+
+def test_a_background_write_waits_at_most_max_hold_past_its_time() -> None:
+    writer = KeyedWriter(workers=1, name="test", max_hold=0.3)
+    try:
+        done: list[float] = []
+        start = time.monotonic()
+        writer.submit("legacy", lambda: done.append(time.monotonic() - start), delay=0.1, background=True)
+        for i in range(24):  # other writes every 0.05 s for 1.2 s
+            writer.submit(f"st{i}", lambda: None)
+            time.sleep(0.05)
+        assert writer.flush(5)
+        assert len(done) == 1 and 0.4 <= done[0] < 0.55  # due at 0.1 s, held 0.3 s more at most
+    finally:
+        writer.close()
+
+
 def test_unreachable_etcd_is_retried_until_it_returns(writer: KeyedWriter, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="fleetpy.agent.writer")
     attempts: list[int] = []
