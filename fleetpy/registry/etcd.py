@@ -18,7 +18,7 @@ import ssl
 import sys
 import threading
 import types
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
@@ -54,10 +54,11 @@ import urllib3
 
 from fleetpy.errors import CASConflict, NotFound, RegistryError, RegistryUnavailable
 from fleetpy.parallel import pmap
+from fleetpy.registry.answers import Stream, describe, event_of, from_json, leaves, node_of
 from fleetpy.registry.endpoints import TLSConfig, parse_endpoints
-from fleetpy.registry.http import LeanPool, stream_lines
+from fleetpy.registry.http import LeanPool
 from fleetpy.registry.pipeline import pipelined
-from fleetpy.registry.store import Action, Event, IndexCleared, Listing, Node
+from fleetpy.registry.store import Event, IndexCleared, Listing, Node
 
 log = logging.getLogger("fleetpy.registry")
 logging.getLogger("etcd").setLevel(logging.CRITICAL)  # python-etcd logs every failure as ERROR; we report once
@@ -118,7 +119,7 @@ class EtcdStore:
                 raise
             except etcd.EtcdConnectionFailed as err:
                 cause = getattr(err, "cause", None)
-                errors.append(f"{self.endpoints[i]}: {_describe(cause or err)}")
+                errors.append(f"{self.endpoints[i]}: {describe(cause or err)}")
                 if not (idempotent or _never_sent(cause)):
                     raise RegistryUnavailable(f"etcd {what} failed ({errors[-1]}); outcome unknown") from err
                 continue
@@ -139,7 +140,7 @@ class EtcdStore:
                         continue
                 raise RegistryError(f"etcd {what}: {message}") from err
             except (urllib3.exceptions.HTTPError, OSError, ValueError) as err:
-                errors.append(f"{self.endpoints[i]}: {_describe(err)}")
+                errors.append(f"{self.endpoints[i]}: {describe(err)}")
                 if idempotent:
                     continue
                 raise RegistryUnavailable(f"etcd {what} failed ({errors[-1]})") from err
@@ -156,7 +157,7 @@ class EtcdStore:
             return None
         if result.dir:
             return None
-        return _node(result)
+        return node_of(result)
 
     def list(self, prefix: str) -> Listing:
         """A recursive read through python-etcd's request path (``api_execute``: its errors, its failover hooks);
@@ -177,9 +178,9 @@ class EtcdStore:
             raise RegistryError(f"etcd GET {prefix}: unreadable answer ({err})") from err
         nodes: list[Node] = []
         if root.get("dir"):
-            _leaves(root, nodes)
+            leaves(root, nodes)
         else:  # a key, not a directory: itself
-            nodes.append(_from_json(root))
+            nodes.append(from_json(root))
         nodes.sort(key=lambda n: n.key)
         return Listing(int(response.getheader("x-etcd-index") or 0), tuple(nodes))
 
@@ -194,7 +195,7 @@ class EtcdStore:
             kw["prevIndex"] = prev_index
         compare = bool(kw)
         result = self._call(f"PUT {key}", lambda c: c.write(key, value, ttl=ttl, **kw), idempotent=not compare)
-        return _node(result)
+        return node_of(result)
 
     def set_many(self, groups: Sequence[Sequence[tuple[str, str]]]) -> None:
         """Plain writes (no TTL, no compare): each group's in order, the groups on up to ``PIPELINES``
@@ -230,7 +231,7 @@ class EtcdStore:
 
     def refresh(self, key: str, ttl: int) -> Node:
         result = self._call(f"PUT {key} refresh", lambda c: c.refresh(key, ttl, prevExist=True), idempotent=True)
-        return _node(result)
+        return node_of(result)
 
     def delete(self, key: str, *, recursive: bool = False, prev_value: str | None = None,
                prev_index: int | None = None) -> None:
@@ -252,9 +253,9 @@ class EtcdStore:
             return None
         except NotFound:
             return None
-        return _event(result, int(getattr(result, "etcd_index", 0) or 0))
+        return event_of(result, int(getattr(result, "etcd_index", 0) or 0))
 
-    def stream(self, prefix: str, *, timeout: float) -> _Stream:
+    def stream(self, prefix: str, *, timeout: float) -> Stream:
         """etcd v2's streaming watch from now (``stream=true``, no ``waitIndex``: newline-separated events on one
         chunked response), which python-etcd does not offer: the request goes through python-etcd's own
         connection pool, headers and error handling; only the reading of the body is ours."""
@@ -275,7 +276,7 @@ class EtcdStore:
             return response
 
         response = self._call(f"WATCH-STREAM {prefix}", do, idempotent=True)
-        return _Stream(response, prefix)
+        return Stream(response, prefix)
 
     def current_index(self) -> int:
         def do(c: etcd.Client) -> Any:
@@ -292,97 +293,6 @@ class EtcdStore:
                 pass
 
 
-class _Stream:
-    """A live watch stream's response (``KVStore.stream``): read line by line, one event per line."""
-
-    def __init__(self, response: Any, prefix: str) -> None:
-        self.response = response
-        self.prefix = prefix
-        self.opened = int(response.headers.get("x-etcd-index") or 0)
-        self.quiet = False
-
-    def __iter__(self) -> Iterator[Event]:
-        try:
-            for line in self._lines():
-                yield _stream_event(line, self.opened)
-        except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
-            self.quiet = True  # no event for the stream's timeout
-        except (urllib3.exceptions.HTTPError, OSError, ValueError) as err:
-            raise RegistryUnavailable(f"etcd WATCH-STREAM {self.prefix} failed: {_describe(err)}") from err
-        finally:
-            self.close()
-
-    def _lines(self) -> Iterator[bytes]:
-        """The body's lines, read straight from the connection's buffered reader (``stream_lines``): http.client's,
-        past the head, in every urllib3 fleetpy supports, plain or TLS."""
-        raw: Any = getattr(getattr(self.response, "_fp", None), "fp", None)
-        if not self.response.chunked or not hasattr(raw, "read1"):
-            raise ValueError("the watch stream's answer is not a chunked body read as it comes")
-        return stream_lines(raw.read1)
-
-    def close(self) -> None:
-        self.response.close()  # never back to the pool with a stream still coming
-        self.response.release_conn()
-
-
-def _stream_event(line: bytes, store_index: int) -> Event:
-    """One line of a watch stream: the JSON a single watch answers (an action and a node)."""
-    data = json.loads(line)
-    if not isinstance(data, dict) or not isinstance(data.get("node"), dict):
-        raise ValueError(f"not a watch event: {line[:80]!r}")
-    return Event(_action(data.get("action")), _from_json(data["node"]), store_index=store_index)
-
-
-def _from_json(node: dict[str, Any]) -> Node:
-    """etcd's JSON for one node, as ``_node`` reads python-etcd's result for it."""
-    is_dir = bool(node.get("dir"))
-    value = None if is_dir else str(node.get("value") or "")
-    ttl = node.get("ttl")
-    return Node(key=str(node["key"]), value=value, modified_index=int(node.get("modifiedIndex") or 0),
-                ttl=int(ttl) if ttl is not None else None, is_dir=is_dir)
-
-
-def _leaves(node: dict[str, Any], out: list[Node]) -> None:
-    """The leaves (keys with values) below a directory node of a recursive answer, depth first."""
-    for child in node.get("nodes") or ():
-        if child.get("dir"):
-            _leaves(child, out)
-        else:
-            out.append(_from_json(child))
-
-
-def _event(result: Any, store_index: int) -> Event:
-    return Event(_action(result.action), _node(result), store_index=store_index)
-
-
-_ACTIONS = {action.value: action for action in Action}
-
-
-def _action(name: Any) -> Action:
-    """etcd's action name; one fleetpy does not know reads as a set (a dict lookup: ``Action(name)`` costs a
-    microsecond, on every event every agent reads)."""
-    return _ACTIONS.get(name, Action.SET) if isinstance(name, str) else Action.SET
-
-
-def _node(result: Any) -> Node:
-    value = None if result.dir else (result.value if result.value is not None else "")
-    return Node(key=result.key, value=value, modified_index=int(result.modifiedIndex or 0),
-                ttl=int(result.ttl) if result.ttl is not None else None, is_dir=bool(result.dir))
-
-
 def _never_sent(cause: BaseException | None) -> bool:
     return isinstance(cause, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError
                       | ConnectionRefusedError)
-
-
-def _describe(err: BaseException) -> str:
-    if isinstance(err, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(err, urllib3.exceptions.ConnectTimeoutError):
-        return "connect timeout"
-    if isinstance(err, urllib3.exceptions.ReadTimeoutError):
-        return "read timeout"
-    if isinstance(err, urllib3.exceptions.SSLError | ssl.SSLError):
-        return f"TLS error: {err}"
-    text = str(err).splitlines()[0] if str(err) else type(err).__name__
-    return text[:200]
