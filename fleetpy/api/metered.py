@@ -50,6 +50,9 @@ class MeteredStore:
     def set_many(self, groups: Sequence[Sequence[tuple[str, str]]]) -> None:
         self._call("set", lambda: self.inner.set_many(groups))
 
+    def create_many(self, items: Sequence[tuple[str, str]]) -> Sequence[bool]:
+        return self._call("set", lambda: self.inner.create_many(items))
+
     def refresh(self, key: str, ttl: int) -> Node:
         return self._call("refresh", lambda: self.inner.refresh(key, ttl))
 

@@ -281,7 +281,8 @@ class Engine:
 
     def execute(self, result: Plan) -> list[Task]:
         """Write the tasks, one log line each, in plan order. Units are independent, so their writes go out
-        concurrently (one unit's tasks stay in order). A CAS loss skips that unit's later tasks (the snapshot was
+        concurrently (one unit's tasks stay in order); the targets of units with a lone SCHEDULE task (a burst of
+        new units) in one pipelined create per batch. A CAS loss skips that unit's later tasks (the snapshot was
         stale: the next pass sees the change); any other registry error ends the pass once the writes in flight
         are done."""
         groups: dict[str, list[Task]] = {}
@@ -306,6 +307,17 @@ class Engine:
                 outcomes.append((task, "done"))
             return outcomes
 
+        def schedule(tasks: list[Task]) -> list[tuple[Task, str]]:
+            """Units whose one task is a SCHEDULE: their targets in one pipelined create."""
+            if not self.leadership.leading():
+                return [(task, "lease") for task in tasks]
+            try:
+                created = self.registry.schedule_units([(task.unit, task.machine_id) for task in tasks])
+            except Exception as err:  # re-raised below; a retry is safe: a target set meanwhile is a CAS loss
+                errors.append(err)
+                return [(task, "error") for task in tasks]
+            return [(task, "done" if ok else "cas") for task, ok in zip(tasks, created, strict=True)]
+
         errors: list[Exception] = []
         outcome_of: dict[Task, str] = {}
         units = list(groups.values())
@@ -318,7 +330,11 @@ class Engine:
             if start and not self._renew_during_pass():
                 lost = True
                 break
-            for outcomes in pmap(write, units[start:start + WRITE_BATCH]):
+            batch = units[start:start + WRITE_BATCH]
+            single = [tasks[0] for tasks in batch if len(tasks) == 1 and tasks[0].kind is TaskKind.SCHEDULE]
+            if single:
+                outcome_of.update(schedule(single))
+            for outcomes in pmap(write, [tasks for tasks in batch if tasks[0] not in outcome_of]):
                 outcome_of.update(outcomes)
         done: list[Task] = []
         undone = 0

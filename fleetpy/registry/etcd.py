@@ -211,6 +211,53 @@ class EtcdStore:
         lean = isinstance(self._clients[0].http, LeanPool)
         pmap(self._pipeline if lean else self._one_by_one, shares, workers=PIPELINES)  # one share: in this thread
 
+    def create_many(self, items: Sequence[tuple[str, str]]) -> Sequence[bool]:
+        """Creates (``prevExist=false``) on up to ``PIPELINES`` connections at once, each connection's requests
+        pipelined (over TLS one ``set`` after another). The engine schedules a burst of units this way: one at a
+        time through python-etcd, its 1,000 target writes of a 1,000-unit start cost it a third of its CPU."""
+        if not items:
+            return []
+        connections = min(PIPELINES, -(-len(items) // PIPELINE_MIN))
+        size = -(-len(items) // connections)
+        shares = [items[i:i + size] for i in range(0, len(items), size)]
+        lean = isinstance(self._clients[0].http, LeanPool)
+        results = pmap(self._create_pipelined if lean else self._create_one_by_one, shares, workers=PIPELINES)
+        return [created for share in results for created in share]
+
+    def _create_one_by_one(self, items: Sequence[tuple[str, str]]) -> Sequence[bool]:
+        created: list[bool] = []
+        for key, value in items:
+            try:
+                self.set(key, value, prev_exist=False)
+            except CASConflict:
+                created.append(False)
+            else:
+                created.append(True)
+        return created
+
+    def _create_pipelined(self, items: Sequence[tuple[str, str]]) -> Sequence[bool]:
+        def do(c: etcd.Client) -> Sequence[bool]:
+            requests = [(c.key_endpoint + key + "?prevExist=false", urlencode({"value": value}).encode())
+                        for key, value in items]
+            self.requests += len(items) - 1  # _call counted one
+            try:
+                responses = pipelined(c.http, "PUT", c.base_uri, requests, c._get_headers(), timeout=self.timeout)
+            except (urllib3.exceptions.HTTPError, OSError) as err:
+                raise etcd.EtcdConnectionFailed(f"Connection to etcd failed due to {err!r}", cause=err) from err
+            created: list[bool] = []
+            for response in responses:
+                c._check_cluster_id(response)
+                try:
+                    c._handle_server_response(response)  # raises python-etcd's error for an error answer
+                except etcd.EtcdAlreadyExist:
+                    created.append(False)
+                else:
+                    created.append(True)
+            return created
+
+        return self._call(f"PUT {len(items)} keys prevExist=false pipelined ({items[0][0]}...)", do,
+                          idempotent=False)
+
     def _one_by_one(self, items: Sequence[tuple[str, str]]) -> None:
         for key, value in items:
             self.set(key, value)

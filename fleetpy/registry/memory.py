@@ -132,6 +132,17 @@ class MemoryStore:
             for key, value in group:
                 self.set(key, value)
 
+    def create_many(self, items: Sequence[tuple[str, str]]) -> Sequence[bool]:
+        created: list[bool] = []
+        for key, value in items:
+            try:
+                self.set(key, value, prev_exist=False)
+            except CASConflict:
+                created.append(False)
+            else:
+                created.append(True)
+        return created
+
     def refresh(self, key: str, ttl: int) -> Node:
         with self._lock:
             self._expire()

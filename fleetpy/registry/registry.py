@@ -181,6 +181,11 @@ class Registry:
         """Set ``job/<name>/target`` only if unset (CASConflict otherwise)."""
         self.store.set(self.keys.target(name), machine_id, prev_exist=False)
 
+    def schedule_units(self, targets: Sequence[tuple[str, str]]) -> Sequence[bool]:
+        """``schedule_unit`` of many ``(name, machine_id)`` at once: per unit, True when its target was set,
+        False when it already had one."""
+        return self.store.create_many([(self.keys.target(name), machine_id) for name, machine_id in targets])
+
     def unschedule_unit(self, name: str, machine_id: str) -> bool:
         """Delete the target only if it still names ``machine_id``; False when it did not (missing or moved)."""
         try:

@@ -111,6 +111,12 @@ class KVStore(Protocol):
         it may have been made, writes after it may not."""
         ...
 
+    def create_many(self, items: Sequence[tuple[str, str]]) -> Sequence[bool]:
+        """Create each ``(key, value)`` (``set`` with ``prev_exist=False``), possibly several at once: per item,
+        True when created, False when the key existed. Any other failure is raised once the writes under way are
+        done (which of the others were made is then unknown)."""
+        ...
+
     def refresh(self, key: str, ttl: int) -> Node:
         """Reset the TTL of an existing key without changing its value or firing watches."""
         ...

@@ -6,13 +6,12 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
 from fleetpy.engine.engine import Engine
 from fleetpy.engine.plan import Task, TaskKind
-from fleetpy.errors import CASConflict
 from fleetpy.model.records import JobState, MachineState, Unit
 from fleetpy.model.unit import UnitFile
 from fleetpy.registry.registry import Registry
@@ -106,16 +105,16 @@ def test_a_lost_cas_skips_that_unit_and_goes_on(registry: Registry, clock: FakeC
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     submit(registry, "a.service")
     submit(registry, "b.service")
-    real = registry.schedule_unit
+    real = registry.schedule_units
 
-    def racing(name: str, machine_id: str) -> None:
-        if name == "a.service":
-            raise CASConflict("someone was first")
-        real(name, machine_id)
+    def racing(targets: Sequence[tuple[str, str]]) -> Sequence[bool]:
+        registry.store.set(registry.keys.target("a.service"), B)  # another engine was first
+        return real(targets)
 
-    monkeypatch.setattr(registry, "schedule_unit", racing)
+    monkeypatch.setattr(registry, "schedule_units", racing)
     done = Engine(registry, A, clock=clock).reconcile_once()
     assert [t.unit for t in done] == ["b.service"]
+    assert targets(registry)["a.service"] == B and "b.service" in targets(registry)  # a's target stays the other's
 
 
 def test_missing_unit_body_skips_the_unit(registry: Registry, clock: FakeClock) -> None:

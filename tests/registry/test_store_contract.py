@@ -78,6 +78,18 @@ def test_set_many_raises_a_writes_failure(store: KVStore, etcd_prefix: str) -> N
     assert store.get(f"{etcd_prefix}fail/a") is not None  # written before the failure
 
 
+def test_create_many_creates_and_reports_the_keys_that_existed(store: KVStore, etcd_prefix: str) -> None:
+    store.set(f"{etcd_prefix}create/u7", "taken")
+    items = [(f"{etcd_prefix}create/u{i}", f"m{i}") for i in range(100)]  # several windows and connections
+    assert store.create_many([]) == []
+    created = store.create_many(items)
+    assert created == [i != 7 for i in range(100)]
+    nodes = {n.key: n.value for n in store.list(f"{etcd_prefix}create").nodes}
+    assert nodes[f"{etcd_prefix}create/u7"] == "taken"
+    assert all(nodes[f"{etcd_prefix}create/u{i}"] == f"m{i}" for i in range(100) if i != 7)
+    assert store.create_many(items[:3]) == [False, False, False]
+
+
 def test_cas_on_index(store: KVStore, etcd_prefix: str) -> None:
     key = f"{etcd_prefix}idx"
     first = store.set(key, "a")
