@@ -19,7 +19,7 @@ and load average > 1,000):
   together by a burst all contend for the GIL, and CPython then spends the cores on hand-offs (measured: load
   average > 400 and only 2,093 of 10,000 units active after 300 s, at cb3ca8f);
 - each publisher writes to etcd from 2 threads instead of 8 (one pool per process was tried: 250 agents queued on
-  its lock) and polls its fake systemd every ``PUBLISHER_POLL`` s instead of 0.5 s: a fake unit changes only when
+  its lock) and polls its fake systemd every ``PUBLISHER_POLL`` s instead of 1 s: a fake unit changes only when
   its agent acts, which starts the publisher's fast polls anyway, so the periodic poll never finds anything, and
   250 of them woke the process 500 times a second;
 - the supervisor loop of ``Server.run`` (a wake-up every 0.2 s, only to notice a crash) is not run: the worker

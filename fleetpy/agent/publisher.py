@@ -1,9 +1,9 @@
 """``StatePublisher``: publishes what systemd says about this machine's units to ``states/<unit>/<machine>``.
 
 I/O component (systemd reads, registry writes through a ``KeyedWriter``). One ``ListUnitsByNames`` call per poll
-for all owned units (every 0.5 s, every 50 ms for a while after the agent acted). States, their legacy copies and
-the ``job-state`` heartbeats of launched units are written WITHOUT a TTL and only when they change, so an idle
-agent makes no request for them however many units it runs (fleet refreshed each one's TTL). Who removes them
+for all owned units (every 1 s as fleet's, every 50 ms for a while after the agent acted). States, their legacy
+copies and the ``job-state`` heartbeats of launched units are written WITHOUT a TTL and only when they change, so
+an idle agent makes no request for them however many units it runs (fleet refreshed each one's TTL). Who removes them
 when the machine dies: the leading engine (``engine/sweep.py``), once the machine's key has expired. A unit that is
 no longer owned loses its state. When the machine had to register again (its key expired: its states may have
 been swept) everything is written again (``republish``); ``verify`` repairs heartbeats from the agent's cache of
@@ -33,12 +33,15 @@ LEGACY_DELAY = 1.0  # fleet's legacy state/<unit> copy (no reader uses it) waits
 # burst itself cost one write of it per unit, after the writes that readers wait for. It is a background write: it
 # goes once the publisher has had nothing else to write for this long (at most 30 s late). A 1,000-unit start on 10
 # nodes wrote ~1,000 of them while the CLI's and the engine's writes were still coming
+POLL_INTERVAL = 1.0  # fleet's UnitStateGenerator polled every 1 s. At 0.5 s the polls of 100 units were most of an
+# idle node's fleetpyd, systemd and dbus-daemon CPU, and a unit the agent acts on is polled every 50 ms anyway
 VERIFY_GRACE = 5.0  # a heartbeat written or cleared this recently may not be in the job cache yet
 
 
 class StatePublisher:
     def __init__(self, *, registry: Registry, manager: UnitManager, machine_id: str,
-                 poll_interval: float = 0.5, burst_interval: float = 0.05, burst: float = 3.0, workers: int = 8,
+                 poll_interval: float = POLL_INTERVAL, burst_interval: float = 0.05, burst: float = 3.0,
+                 workers: int = 8,
                  verify_grace: float = VERIFY_GRACE, legacy_delay: float = LEGACY_DELAY,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = registry
