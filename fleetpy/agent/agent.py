@@ -106,7 +106,10 @@ class Agent:
 
     @jobs.setter
     def jobs(self, cache: TreeCache) -> None:
-        self._jobs = JobView(cache, self.registry.keys, self.machine().id)
+        self._jobs = JobView(cache, self.registry.keys, self.machine().id, self._may_be_global)
+
+    def _may_be_global(self, job_object: str) -> bool:
+        return may_be_global(job_object, self._bodies.get)
 
     def on_job_event(self, event: Event | None) -> None:
         """TreeCache callback (the cache already holds the event): wake the loop for changes that can matter
@@ -215,13 +218,14 @@ class Agent:
         machine = self.machine()
         me = machine.id
         if self._jobs.machine != me:  # the view indexes by machine id (set when the agent was built)
-            self._jobs = JobView(self._jobs.cache, self.registry.keys, me)
+            self._jobs = JobView(self._jobs.cache, self.registry.keys, me, self._may_be_global)
         self._jobs.sync()
         jobs = self._jobs.mine()  # what concerns this machine: its units, the unscheduled ones (globals), its beats
         self._job_states = {name: (job.target, job.job_state) for name, job in jobs.items()}
         targets = {name: job.target for name, job in jobs.items()}
         names = wanted_bodies(me, targets)
         self._fetch_bodies({jobs[n].unit_hash for n in names})
+        self._jobs.refilter()  # the unscheduled units whose bodies were just read and are not global: not again
         units = [Unit(n, self._bodies[jobs[n].unit_hash], jobs[n].target_state)
                  for n in names if jobs[n].unit_hash in self._bodies]
         desired = desired_units(machine_id=me, metadata=self._metadata(machine), units=units,

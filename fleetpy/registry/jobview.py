@@ -11,17 +11,23 @@ of the rest of the cluster (a simulation runs 1,000 agents in 2 cores and a few 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fleetpy.registry.cache import TreeCache
 from fleetpy.registry.decode import JOB_FIELDS, JobRecord, decode_job
 from fleetpy.registry.keys import Keys
 
 
 class JobView:
-    def __init__(self, cache: TreeCache, keys: Keys, machine: str | None = None) -> None:
-        """``machine``: the agent's machine id, for ``mine`` (None: the engine's view, ``records`` only)."""
+    def __init__(self, cache: TreeCache, keys: Keys, machine: str | None = None,
+                 may_be_global: Callable[[str], bool] | None = None) -> None:
+        """``machine``: the agent's machine id, for ``mine`` (None: the engine's view, ``records`` only).
+        ``may_be_global`` (a raw job object -> False when its unit is known not to be global): the unscheduled
+        units it rules out are not the machine's concern (``refilter`` applies it again once bodies are read)."""
         self.cache = cache
         self.keys = keys
         self.machine = machine
+        self.may_be_global = may_be_global
         self._base = keys.job_dir("")  # "<prefix>job/"
         self._version = -1  # the cache's version the view reflects
         self._records: dict[str, JobRecord] = {}  # decoded, for the names not in _dirty
@@ -62,6 +68,20 @@ class JobView:
         return out
 
     # -- maintenance --------------------------------------------------------------------------------------
+    def refilter(self) -> None:
+        """Drop the unscheduled units ``may_be_global`` now rules out. During a burst hundreds of units wait for
+        the engine; each agent pass decoded and checked every one of them again."""
+        if self.may_be_global is None:
+            return
+        for name in [n for n in self._untargeted if not self._global_candidate(n)]:
+            self._untargeted.discard(name)
+
+    def _global_candidate(self, name: str) -> bool:
+        node = self.cache.peek(self.keys.job_object(name))
+        if node is None or node.value is None:
+            return False
+        return self.may_be_global is None or self.may_be_global(node.value)
+
     def sync(self) -> None:
         """Take the keys changed since the last sync (every key after a re-read of the cache)."""
         version, changed = self.cache.changes_since(self._version)
@@ -90,9 +110,10 @@ class JobView:
             self._dirty.add(name)
         if field == "target":
             _mark(self._mine, name, value == machine)
-            _mark(self._untargeted, name, not value and self.cache.peek(self.keys.job_object(name)) is not None)
+            _mark(self._untargeted, name, not value and self._global_candidate(name))
         elif field == "object":
-            _mark(self._untargeted, name, value is not None and self.cache.peek(self.keys.target(name)) is None)
+            _mark(self._untargeted, name, value is not None and self.cache.peek(self.keys.target(name)) is None
+                  and (self.may_be_global is None or self.may_be_global(value)))
         elif field == "job-state":
             _mark(self._beats, name, value == machine)
 

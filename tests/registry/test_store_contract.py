@@ -405,6 +405,38 @@ def test_job_view_of_a_machine_keeps_what_concerns_it(store: KVStore, etcd_prefi
     assert JobView(cache, keys).records() == full
 
 
+
+def test_job_view_of_a_machine_leaves_out_unscheduled_units_known_not_global(store: KVStore,
+                                                                             etcd_prefix: str) -> None:
+    from fleetpy.registry.cache import TreeCache
+    from fleetpy.registry.jobview import JobView
+    from fleetpy.registry.keys import Keys, Tree
+
+    keys = Keys(etcd_prefix)
+    obj = '{"Name":"%s","UnitHash":[' + ",".join(["1"] * 20) + "]}"
+    for name in ("plain.service", "global.service"):
+        store.set(keys.job_object(name), obj % name)
+    cache = TreeCache(store, keys.tree(Tree.JOB), watch_timeout=0.3)
+    cache.step()  # loads
+    known_plain: set[str] = set()  # bodies read so far: these objects' units are not global
+    view = JobView(cache, keys, "m1", lambda raw: raw not in known_plain)
+    view.sync()
+    assert set(view.mine()) == {"plain.service", "global.service"}  # bodies unknown: either may be global
+    known_plain.add(obj % "plain.service")
+    view.refilter()
+    assert set(view.mine()) == {"global.service"}
+    store.set(keys.target("plain.service"), "m1")  # scheduled here: this machine's again
+    store.set(keys.job_object("late.service"), obj % "plain.service")  # an object already known plain
+    while cache.index < store.current_index():
+        cache.step()
+    view.sync()
+    assert set(view.mine()) == {"plain.service", "global.service"}
+    store.delete(keys.target("plain.service"))  # unscheduled: known plain, so not this machine's concern
+    while cache.index < store.current_index():
+        cache.step()
+    view.sync()
+    assert set(view.mine()) == {"global.service"}
+
 def test_cache_reread_logs_only_what_differs(store: KVStore, etcd_prefix: str) -> None:
     from fleetpy.registry.cache import TreeCache
 
