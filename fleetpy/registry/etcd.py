@@ -58,7 +58,7 @@ from fleetpy.registry.answers import Stream, describe, event_of, from_json, leav
 from fleetpy.registry.endpoints import TLSConfig, parse_endpoints
 from fleetpy.registry.http import LeanPool
 from fleetpy.registry.pipeline import pipelined
-from fleetpy.registry.store import Event, IndexCleared, Listing, Node
+from fleetpy.registry.store import Event, IndexCleared, Listing, Node, create_each
 
 log = logging.getLogger("fleetpy.registry")
 logging.getLogger("etcd").setLevel(logging.CRITICAL)  # python-etcd logs every failure as ERROR; we report once
@@ -225,15 +225,7 @@ class EtcdStore:
         return [created for share in results for created in share]
 
     def _create_one_by_one(self, items: Sequence[tuple[str, str]]) -> Sequence[bool]:
-        created: list[bool] = []
-        for key, value in items:
-            try:
-                self.set(key, value, prev_exist=False)
-            except CASConflict:
-                created.append(False)
-            else:
-                created.append(True)
-        return created
+        return create_each(self, items)
 
     def _create_pipelined(self, items: Sequence[tuple[str, str]]) -> Sequence[bool]:
         def do(c: etcd.Client) -> Sequence[bool]:

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 
 from fleetpy.errors import CASConflict, NotFound
-from fleetpy.registry.store import Action, Event, IndexCleared, Listing, Node
+from fleetpy.registry.store import Action, Event, IndexCleared, Listing, Node, create_each
 
 HISTORY = 1000
 
@@ -133,15 +133,7 @@ class MemoryStore:
                 self.set(key, value)
 
     def create_many(self, items: Sequence[tuple[str, str]]) -> Sequence[bool]:
-        created: list[bool] = []
-        for key, value in items:
-            try:
-                self.set(key, value, prev_exist=False)
-            except CASConflict:
-                created.append(False)
-            else:
-                created.append(True)
-        return created
+        return create_each(self, items)
 
     def refresh(self, key: str, ttl: int) -> Node:
         with self._lock:

@@ -12,6 +12,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from fleetpy.errors import CASConflict
+
 
 class Action(enum.StrEnum):
     GET = "get"
@@ -153,3 +155,16 @@ class KVStore(Protocol):
 
     def close(self) -> None:
         ...
+
+
+def create_each(store: KVStore, items: Sequence[tuple[str, str]]) -> list[bool]:
+    """``create_many`` as one ``set(prev_exist=False)`` after another (for stores that cannot pipeline)."""
+    created: list[bool] = []
+    for key, value in items:
+        try:
+            store.set(key, value, prev_exist=False)
+        except CASConflict:
+            created.append(False)
+        else:
+            created.append(True)
+    return created

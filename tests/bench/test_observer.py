@@ -3,23 +3,12 @@ unit's whole directory removed at once (as ``destroy`` does), without etcd (``Me
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
+from bench.common import wait_until
 from bench.observer import Observer
 from fleetpy.registry.memory import MemoryStore
 from fleetpy.registry.registry import Registry
 
 ACTIVE = '{"loadState":"loaded","activeState":"active","subState":"running"}'
-
-
-def eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.01)
-    return check()
 
 
 def test_scheduled_active_and_gone_after_directories_go() -> None:
@@ -33,10 +22,10 @@ def test_scheduled_active_and_gone_after_directories_go() -> None:
             store.set(keys.job_object(name), "{}")
             store.set(keys.target(name), "m1")
             store.set(keys.state(name, "m1"), ACTIVE)
-        assert eventually(lambda: observer.scheduled(names) == 2 and observer.active(names) == 2)
+        assert wait_until(lambda: observer.scheduled(names) == 2 and observer.active(names) == 2, 5)
         store.delete(keys.job_dir("a.service"), recursive=True)
         store.delete(keys.states_dir("a.service"), recursive=True)
-        assert eventually(lambda: observer.scheduled(names) == 1 and observer.active(names) == 1)
+        assert wait_until(lambda: observer.scheduled(names) == 1 and observer.active(names) == 1, 5)
         assert not observer.none_left(names)
         assert observer.none_left({"a.service"})
         assert observer.machines_active("b.service") == 1
