@@ -70,6 +70,8 @@ def test_registry_works_over_tls_with_a_client_certificate(tls_etcd: EtcdServer,
     registry.create_units([Unit(f"many@{i}.service", body, JobState.LAUNCHED) for i in range(20)])  # set_many
     assert [u.name for u in registry.units()] == ["hello.service", *sorted(f"many@{i}.service" for i in range(20))]
     assert registry.unit("many@7.service").target_state is JobState.LAUNCHED  # type: ignore[union-attr]
+    registry.schedule_unit("many@0.service", "m0")
+    assert list(registry.schedule_units([(f"many@{i}.service", "m1") for i in range(3)])) == [False, True, True]
 
 
 @pytest.mark.parametrize(
