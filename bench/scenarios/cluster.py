@@ -219,7 +219,34 @@ def destroy(c: Cluster, count: int) -> list[Figure]:
                    note="" if ok else "not all gone after 120 s")]
 
 
-def failover(c: Cluster, count: int, how: str) -> list[Figure]:
+def failover(c: Cluster, count: int, how: str, runs: int) -> list[Figure]:
+    """``runs`` faults of the node running most of ``count`` units (the victim is back and registered before the
+    next): when the fault lands in the victim's heartbeat period decides most of a kill's time (its key expires
+    agent_ttl after its last refresh, 0-1.5 s before the kill), so one sample says little."""
+    samples: list[float] = []
+    led = moved_counts = 0
+    missed = []
+    for _ in range(runs):
+        elapsed, victim_led, moving, ok = _failover_once(c, count, how)
+        samples.append(elapsed)
+        led += victim_led
+        moved_counts += moving
+        if not ok:
+            missed.append(f"{elapsed:.1f} s")
+    ref = "3.5 s" if how == "poweroff" else "TTL + 1-3 s (27-31 s with TTL 30 s)"
+    target = 1.0 if how == "poweroff" else TTL + 0.5
+    load = os.getloadavg()[0]
+    note = (f"{runs} runs, {moved_counts / runs:.0f} units moved per run; the victim led the engine in {led}; "
+            f"load {load:.1f}")
+    if missed:
+        note += f"; not all moved within 60 s in {len(missed)}"
+    return [Figure("cluster", f"node {how} -> its units active elsewhere ({count} units, 3 nodes, agent_ttl {TTL}s)",
+                   "s", samples, reference=ref, target=f"< {target} s", target_value=target, note=note,
+                   extra={"victim_led_runs": led, "load1": load})]
+
+
+def _failover_once(c: Cluster, count: int, how: str) -> tuple[float, bool, int, bool]:
+    """One fault: (seconds until the victim's units are active elsewhere, whether it led, how many, all moved)."""
     names = [f"mover@{i}.service" for i in range(count)]
     (c.units / "mover@.service").write_text(SLEEPER)
     c.fleetpy("start", "--no-block", *names)
@@ -249,15 +276,8 @@ def failover(c: Cluster, count: int, how: str) -> list[Figure]:
     c.lab.start(victim)
     c.fleetpy("destroy", *names)
     wait_until(lambda: c.none_left(set(names)), 60, 0.1)
-    ref = "3.5 s" if how == "poweroff" else "TTL + 1-3 s (27-31 s with TTL 30 s)"
-    target = 1.0 if how == "poweroff" else TTL + 0.5
-    load = os.getloadavg()[0]
-    note = f"the victim {'led' if led else 'did not lead'} the engine; load {load:.1f}"
-    if not ok:
-        note += "; not all moved within 60 s"
-    return [Figure("cluster", f"node {how} -> its {len(moving)} units active elsewhere (agent_ttl {TTL}s)", "s",
-                   [elapsed], reference=ref, target=f"< {target} s", target_value=target, note=note,
-                   extra={"victim_led": led, "load1": load})]
+    wait_until(lambda: len(c.registry.machines()) == len(c.lab.nodes), 30, 0.1)
+    return elapsed, led, len(moving), ok
 
 
 def run(quick: bool) -> list[Figure]:
@@ -276,8 +296,8 @@ def run(quick: bool) -> list[Figure]:
         c.close()
     c = Cluster(3, "f", FAILOVER_ENV)
     try:
-        figures += failover(c, 30 if quick else 100, "poweroff")
-        figures += failover(c, 30 if quick else 100, "kill")
+        figures += failover(c, 30 if quick else 100, "poweroff", 1 if quick else 5)
+        figures += failover(c, 30 if quick else 100, "kill", 1 if quick else 5)
     finally:
         c.close()
     if not quick:
