@@ -50,7 +50,7 @@ def run_periodic(
     own that only waits), where the loop used to look at ``stop`` every 0.1 s. Ten wake-ups a second of every
     loop of every agent were an idle fleetpyd's main cost, and a simulation process runs 250 agents."""
     trigger = trigger or Trigger()
-    threading.Thread(target=_fire_on, args=(stop, trigger), name=f"{name}-stop", daemon=True).start()
+    when_set(stop, trigger.fire, name=f"{name}-stop")
     last_error = ""
     while not stop.is_set():
         started = time.monotonic()
@@ -73,9 +73,12 @@ def run_periodic(
         _wait(trigger, interval, stop)
 
 
-def _fire_on(stop: threading.Event, trigger: Trigger) -> None:
-    stop.wait()
-    trigger.fire()
+def when_set(event: threading.Event, action: Callable[[], object], *, name: str) -> None:
+    """Call ``action`` once ``event`` is set, from a thread that only waits for it (no wake-up before)."""
+    def wait_then() -> None:
+        event.wait()
+        action()
+    threading.Thread(target=wait_then, name=name, daemon=True).start()
 
 
 def _wait(trigger: Trigger, interval: float, stop: threading.Event) -> None:

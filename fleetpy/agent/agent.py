@@ -138,7 +138,7 @@ class Agent:
         if target is not None:
             return target.value == me
         obj = self.jobs.peek(keys.job_object(name))  # unscheduled: matters only if it is (or may be) global
-        return obj is not None and obj.value is not None and may_be_global(obj.value, self._bodies.get)
+        return obj is not None and obj.value is not None and self._may_be_global(obj.value)
 
     def on_machine_event(self, event: Event | None) -> None:
         self._last_event = time.monotonic()

@@ -24,7 +24,7 @@ from fleetpy.agent.publisher import StatePublisher
 from fleetpy.daemon import netinfo
 from fleetpy.daemon.config import Config
 from fleetpy.errors import FleetError, RegistryError
-from fleetpy.loop import Trigger
+from fleetpy.loop import Trigger, when_set
 from fleetpy.model.records import MachineState
 from fleetpy.registry.cache import TreeCache
 from fleetpy.registry.endpoints import TLSConfig
@@ -148,7 +148,7 @@ class Server:
                  "disabled" if self.engine is None else "enabled")
         if ready is not None:
             ready()
-        threading.Thread(target=_set_on, args=(stop, self.alarm), name="stop", daemon=True).start()
+        when_set(stop, self.alarm.set, name="stop")
         self.alarm.wait()  # a crashed watch ends the daemon too: its loops would go on blind to the registry
         halt.set()
         for component in (self.agent, self.publisher, self.engine):  # wake the loops now, not at their next tick
@@ -195,11 +195,6 @@ class Server:
 
 
 OnChange = Callable[[Event | None], None]
-
-
-def _set_on(when: threading.Event, then: threading.Event) -> None:
-    when.wait()
-    then.set()
 
 
 def _both(first: OnChange, second: OnChange) -> OnChange:

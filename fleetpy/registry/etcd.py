@@ -204,12 +204,8 @@ class EtcdStore:
         write is idempotent, so a connection that fails is retried on the next endpoint."""
         if not groups:
             return
-        items = sum(len(group) for group in groups)
-        connections = min(PIPELINES, -(-items // PIPELINE_MIN))
-        size = -(-len(groups) // connections)
-        shares = [[item for group in groups[i:i + size] for item in group] for i in range(0, len(groups), size)]
         lean = isinstance(self._clients[0].http, LeanPool)
-        pmap(self._pipeline if lean else self._one_by_one, shares, workers=PIPELINES)  # one share: in this thread
+        pmap(self._pipeline if lean else self._one_by_one, _shares(groups), workers=PIPELINES)
 
     def create_many(self, items: Sequence[tuple[str, str]]) -> Sequence[bool]:
         """Creates (``prevExist=false``) on up to ``PIPELINES`` connections at once, each connection's requests
@@ -217,11 +213,9 @@ class EtcdStore:
         time through python-etcd, its 1,000 target writes of a 1,000-unit start cost it a third of its CPU."""
         if not items:
             return []
-        connections = min(PIPELINES, -(-len(items) // PIPELINE_MIN))
-        size = -(-len(items) // connections)
-        shares = [items[i:i + size] for i in range(0, len(items), size)]
         lean = isinstance(self._clients[0].http, LeanPool)
-        results = pmap(self._create_pipelined if lean else self._create_one_by_one, shares, workers=PIPELINES)
+        results = pmap(self._create_pipelined if lean else self._create_one_by_one,
+                       _shares([[item] for item in items]), workers=PIPELINES)
         return [created for share in results for created in share]
 
     def _create_one_by_one(self, items: Sequence[tuple[str, str]]) -> Sequence[bool]:
@@ -229,16 +223,8 @@ class EtcdStore:
 
     def _create_pipelined(self, items: Sequence[tuple[str, str]]) -> Sequence[bool]:
         def do(c: etcd.Client) -> Sequence[bool]:
-            requests = [(c.key_endpoint + key + "?prevExist=false", urlencode({"value": value}).encode())
-                        for key, value in items]
-            self.requests += len(items) - 1  # _call counted one
-            try:
-                responses = pipelined(c.http, "PUT", c.base_uri, requests, c._get_headers(), timeout=self.timeout)
-            except (urllib3.exceptions.HTTPError, OSError) as err:
-                raise etcd.EtcdConnectionFailed(f"Connection to etcd failed due to {err!r}", cause=err) from err
             created: list[bool] = []
-            for response in responses:
-                c._check_cluster_id(response)
+            for response in self._put_pipelined(c, items, "?prevExist=false"):
                 try:
                     c._handle_server_response(response)  # raises python-etcd's error for an error answer
                 except etcd.EtcdAlreadyExist:
@@ -256,17 +242,22 @@ class EtcdStore:
 
     def _pipeline(self, items: Sequence[tuple[str, str]]) -> None:
         def do(c: etcd.Client) -> None:
-            requests = [(c.key_endpoint + key, urlencode({"value": value}).encode()) for key, value in items]
-            self.requests += len(items) - 1  # _call counted one
-            try:
-                responses = pipelined(c.http, "PUT", c.base_uri, requests, c._get_headers(), timeout=self.timeout)
-            except (urllib3.exceptions.HTTPError, OSError) as err:
-                raise etcd.EtcdConnectionFailed(f"Connection to etcd failed due to {err!r}", cause=err) from err
-            for response in responses:
-                c._check_cluster_id(response)
+            for response in self._put_pipelined(c, items):
                 c._handle_server_response(response)  # raises python-etcd's error for an error answer
 
         self._call(f"PUT {len(items)} keys pipelined ({items[0][0]}...)", do, idempotent=True)
+
+    def _put_pipelined(self, c: etcd.Client, items: Sequence[tuple[str, str]], query: str = "") -> Sequence[Any]:
+        """``PUT key<query>`` of each item on one connection, pipelined; the answers (cluster id checked)."""
+        requests = [(c.key_endpoint + key + query, urlencode({"value": value}).encode()) for key, value in items]
+        self.requests += len(items) - 1  # _call counted one
+        try:
+            responses = pipelined(c.http, "PUT", c.base_uri, requests, c._get_headers(), timeout=self.timeout)
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            raise etcd.EtcdConnectionFailed(f"Connection to etcd failed due to {err!r}", cause=err) from err
+        for response in responses:
+            c._check_cluster_id(response)
+        return responses
 
     def refresh(self, key: str, ttl: int) -> Node:
         result = self._call(f"PUT {key} refresh", lambda c: c.refresh(key, ttl, prevExist=True), idempotent=True)
@@ -335,3 +326,12 @@ class EtcdStore:
 def _never_sent(cause: BaseException | None) -> bool:
     return isinstance(cause, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError
                       | ConnectionRefusedError)
+
+
+def _shares(groups: Sequence[Sequence[tuple[str, str]]]) -> list[list[tuple[str, str]]]:
+    """The groups' writes split, whole groups, into up to ``PIPELINES`` shares of at least ``PIPELINE_MIN``
+    writes each (one share per connection)."""
+    items = sum(len(group) for group in groups)
+    connections = min(PIPELINES, -(-items // PIPELINE_MIN))
+    size = -(-len(groups) // connections)
+    return [[item for group in groups[i:i + size] for item in group] for i in range(0, len(groups), size)]
