@@ -91,6 +91,7 @@ class Agent:
         self._last_event = float("-inf")
         self._state: dict[str, JobState] = {}  # what this agent last asked systemd for, per local unit
         self._bodies: dict[str, UnitFile] = {}
+        self._job_dir = registry.keys.job_dir("")  # "<prefix>job/"
         self._seeded = False
         self._stale: set[str] = set()  # local files systemd does not know (not linked): reloaded when wanted
         self._skipped: dict[str, str] = {}
@@ -122,22 +123,27 @@ class Agent:
         self.trigger.fire()
 
     def _matters(self, event: Event) -> bool:
-        parts = self.registry.keys.split(event.node.key)
-        if len(parts) < 2 or parts[0] != "job":
+        """Runs on the watch thread for every event of the job tree (most of them another machine's): the key
+        is cut with ``partition``, not split into a tuple, and looked up without the cache's lock."""
+        key = event.node.key
+        job_dir = self._job_dir
+        if not key.startswith(job_dir):
             return True
-        name = parts[1]
-        if len(parts) == 3 and parts[2] not in TRIGGERING:
+        name, slash, field = key[len(job_dir):].partition("/")
+        if not name:
+            return True
+        if slash and "/" not in field and field not in TRIGGERING:
             return False
         if name in self._state or name in self._stale:
             return True  # a local unit: anything may change its plan
         me = self.machine().id
-        if len(parts) == 3 and parts[2] == "target":
+        if field == "target":
             return not event.action.removes and event.node.value == me
-        keys = self.registry.keys
-        target = self.jobs.peek(keys.target(name))  # on the watch thread, for every event: no lock
+        prefix = job_dir + name
+        target = self.jobs.peek(prefix + "/target")
         if target is not None:
             return target.value == me
-        obj = self.jobs.peek(keys.job_object(name))  # unscheduled: matters only if it is (or may be) global
+        obj = self.jobs.peek(prefix + "/object")  # unscheduled: matters only if it is (or may be) global
         return obj is not None and obj.value is not None and self._may_be_global(obj.value)
 
     def on_machine_event(self, event: Event | None) -> None:

@@ -208,8 +208,8 @@ class TreeCache:
                     if not self._fill(stream.opened):
                         return  # the gap is not known to be empty: long polls (``step``) take it from there
                     for event in stream:
-                        if event.node.modified_index > self.index:  # else the fill's re-read had it
-                            self.apply(event)
+                        if event.node.modified_index > self._index:  # else the fill's re-read had it (an int
+                            self.apply(event)  # read is atomic: no lock per event of a busy stream)
                 finally:
                     stream.close()
                 if stream.quiet:

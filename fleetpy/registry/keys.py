@@ -96,4 +96,5 @@ class Keys:
         """``<prefix>job/x.service/object`` -> ``("job", "x.service", "object")``; () when outside the prefix."""
         if not key.startswith(self.prefix):
             return ()
-        return tuple(part for part in key[len(self.prefix) :].split("/") if part)
+        parts = key[len(self.prefix) :].split("/")
+        return tuple(parts) if "" not in parts else tuple(part for part in parts if part)

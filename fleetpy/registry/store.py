@@ -27,7 +27,10 @@ class Action(enum.StrEnum):
 
     @property
     def removes(self) -> bool:
-        return self in (Action.DELETE, Action.EXPIRE, Action.COMPARE_AND_DELETE)
+        return self in _REMOVING  # a set: a tuple compares a StrEnum as a string, member by member
+
+
+_REMOVING = frozenset({Action.DELETE, Action.EXPIRE, Action.COMPARE_AND_DELETE})
 
 
 @dataclass(frozen=True, slots=True)

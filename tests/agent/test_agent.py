@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from fleetpy.model.records import JobState
+from fleetpy.registry.store import Action, Event, Node
 from fleetpy.systemd.fake import FakeUnitManager
 from tests.agent.builders import ME, OTHER, unit
 from tests.agent.harness import Harness
@@ -268,6 +269,30 @@ def test_job_events_wake_the_loop_only_when_they_can_matter_here(h: Harness) -> 
     assert wakes(lambda: h.submit(unit("g.service", L, Global="true"), target=None))
     assert wakes(lambda: h.registry.set_target_state("a.service", JobState.LOADED))  # a local unit
     assert wakes(lambda: h.registry.destroy_unit("a.service"))
+
+
+@pytest.mark.parametrize(("key", "action", "value", "wakes"), [
+    ("machines/m1/object", Action.SET, "{}", True),  # not the job tree (a cache of another tree)
+    ("job", Action.DELETE, None, True),  # the whole tree
+    ("job/b.service", Action.DELETE, None, False),  # a destroy of a unit scheduled elsewhere
+    ("job/b.service/target", Action.CREATE, ME, True),
+    ("job/b.service/target", Action.CREATE, OTHER, False),
+    ("job/b.service/target", Action.DELETE, ME, False),
+    ("job/b.service/job-state", Action.SET, ME, False),
+    ("job/b.service/object", Action.SET, "{}", False),  # scheduled elsewhere: whatever its object says
+    ("job/a.service/job-state", Action.SET, OTHER, False),  # not a field that changes a plan, even here
+    ("job/a.service/target-state", Action.SET, "loaded", True),  # a local unit
+    ("job/b.service/extra/deeper", Action.SET, "x", False),  # scheduled elsewhere
+])
+def test_a_job_event_wakes_the_loop_by_its_key(h: Harness, key: str, action: Action, value: str | None,
+                                               wakes: bool) -> None:
+    h.submit(unit("a.service", L))
+    h.submit(unit("b.service", L), target=OTHER)
+    h.reconcile()
+    h.agent.trigger.wait(0)
+    node = Node(h.registry.keys.prefix + key, value, 10**6, is_dir=value is None)
+    h.agent.on_job_event(Event(action, node))
+    assert h.agent.trigger.wait(0) is wakes
 
 
 def test_etcd_outage_keeps_units_running_and_reconverges(h: Harness) -> None:
