@@ -71,6 +71,23 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
     return predicate()
 
 
+def wait_quiet(threshold: float = 0.3, window: float = 0.25, timeout: float = 5.0) -> bool:
+    """Wait until the machine's CPUs were busy less than ``threshold`` of a ``window`` (at most ``timeout`` s):
+    a measured start should not share the CPUs with the teardown of what ran before it."""
+    def busy() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+        return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = busy()
+        time.sleep(window)
+        after = busy()
+        if (after[0] - before[0]) < threshold * max(1, after[1] - before[1]):
+            return True
+    return False
+
+
 def calibration() -> float:
     """CPU seconds of a fixed pure-Python loop (3 M additions): how fast a CPU second is at that moment. On this
     kind of machine it ranged from 0.08 to 0.15 s within an hour, and the CPU of every process of a lab start with

@@ -5,6 +5,9 @@ Completion (scheduled, active, gone: what ``list-units`` shows) is followed from
 process (``bench.observer``) and checked every 5-50 ms; the commands are the real ``fleetpy`` CLI run as a user
 would, so their wall time includes the CLI's own start-up.
 
+The repeated starts (300 units on 3 nodes, 1,000 on 10) each follow the same number of units started by systemd
+alone on the same nodes (``bench.scenarios.floor``): the floor under that start at that moment.
+
 Failover runs on a cluster of its own whose engine lease TTL (5 x engine_reconcile_interval) is below agent_ttl,
 as with fleet's defaults (10 s lease, 30 s agent TTL): with the 3 s agent TTL used here and the default 2 s
 interval, a dead leader's 10 s lease, not the machine's TTL, would decide when its units move. Each failover
@@ -22,8 +25,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.common import Figure, calibration, stopwatch, wait_until
+from bench.common import Figure, calibration, stopwatch, wait_quiet, wait_until
 from bench.observer import Observer
+from bench.scenarios import floor
 from fleetpy.lab import Lab
 from fleetpy.model.records import JobState, Unit
 from fleetpy.model.unit import UnitFile
@@ -141,13 +145,20 @@ def throughput(c: Cluster, count: int, nodes: int, reference: str, target: float
 
 def repeated(c: Cluster, count: int, nodes: int, reference: str, target: float, *, runs: int) -> list[Figure]:
     """``throughput`` ``runs`` times (a destroy between two), one figure each with every run's sample: on two
-    cores one run varies by +-20%. The units of the last run stay (for the idle figures)."""
+    cores one run varies by +-20%. Before each, the same number of units started by systemd alone (``floor``), so
+    that each start can be read against the machine's speed for this very work. The units of the last run stay
+    (for the idle figures)."""
     figures: list[Figure] = []
+    alone: list[float] = []
+    floor.install(c.lab)
     for run in range(runs):
+        alone.append(floor.systemd_alone(c.lab, count))
+        wait_quiet()
         figures += throughput(c, count, nodes, reference, target)
         if run < runs - 1:
             figures += destroy(c, count)
-    return merge_same(figures)
+            wait_quiet()
+    return merge_same([floor.figure(c.lab, count, alone), *figures])
 
 
 def merge_same(figures: list[Figure]) -> list[Figure]:
