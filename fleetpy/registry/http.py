@@ -35,8 +35,10 @@ _FORM = "application/x-www-form-urlencoded"
 _MAX_HEAD = 65536
 _UNSET: Any = object()  # no timeout argument: the pool's timeout (None is python-etcd's "no timeout")
 BURST = 0.05  # the third of three stream reads each this soon after the one before (events keep coming) first
-COALESCE = 0.01  # waits this long, so that one read takes many events: each read is a wake-up and a recv, and
-# every agent follows every write to the job tree. A lone event, or a unit's few, is read at once
+COALESCE = 0.025  # waits this long, so that one read takes many events: each read is a wake-up and a recv, and
+# every agent follows every write to the job tree. A lone event, or a unit's few, is read at once. A 1,000-unit start
+# on 10 lab nodes (6 starts each, alternating): the job watch threads took 10.6-12.6% of the machine's CPU at 10 ms,
+# 9.5-10.9% at 25 ms (~17 and ~40 events a read)
 
 
 class LeanPool:
