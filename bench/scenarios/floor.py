@@ -9,10 +9,9 @@ the machine's speed, and fleetpy's cost is the difference. The units are stopped
 
 from __future__ import annotations
 
-import threading
-
 from bench.common import Figure, stopwatch
 from fleetpy.lab import Lab
+from fleetpy.parallel import pmap
 
 UNIT = "floor@.service"
 BODY = "[Unit]\nDescription=Floor %i\n\n[Service]\nExecStart=/bin/sleep infinity\n"
@@ -28,27 +27,21 @@ def install(lab: Lab) -> None:
 def systemd_alone(lab: Lab, count: int) -> float:
     """Seconds until ``count`` floor units (an equal share per node) are active, then stops them."""
     nodes = list(lab.nodes)
-    share = count // len(nodes)
-    names = [f"floor@{i}.service" for i in range(1, share + 1)]
-    errors: list[str] = []
+    template = UNIT.split("@")[0]
+    names = [f"{template}@{i}.service" for i in range(1, count // len(nodes) + 1)]
 
     def start(node: str) -> None:
         proc = lab.exec(node, ["systemctl", "start", *names], timeout=120)
         if proc.returncode != 0:
-            errors.append(f"{node}: {proc.stderr.strip()[:200]}")
+            raise RuntimeError(f"systemctl start of the floor units failed on {node}: {proc.stderr.strip()[:200]}")
 
-    threads = [threading.Thread(target=start, args=(node,)) for node in nodes]
-    with stopwatch() as took:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    elapsed = took()
-    for node in nodes:
-        lab.exec(node, ["systemctl", "stop", "floor@*.service"], timeout=120)
-    if errors:
-        raise RuntimeError("systemctl start of the floor units failed: " + "; ".join(errors))
-    return elapsed
+    try:
+        with stopwatch() as took:
+            pmap(start, nodes, workers=len(nodes))
+        return took()
+    finally:
+        for node in nodes:
+            lab.exec(node, ["systemctl", "stop", f"{template}@*.service"], timeout=120)
 
 
 def figure(lab: Lab, count: int, samples: list[float]) -> Figure:

@@ -70,12 +70,14 @@ def stream_event(line: bytes, store_index: int) -> Event:
 def from_json(node: dict[str, Any]) -> Node:
     """etcd's JSON for one node, as ``node_of`` reads python-etcd's result for it."""
     ttl = node.get("ttl")
-    if node.get("dir"):
-        return Node(str(node["key"]), None, int(node.get("modifiedIndex") or 0), None if ttl is None else int(ttl),
-                    True)
+    is_dir = bool(node.get("dir"))
     value = node.get("value")
-    return Node(str(node["key"]), value if isinstance(value, str) else str(value or ""),
-                int(node.get("modifiedIndex") or 0), None if ttl is None else int(ttl), False)
+    if is_dir:
+        value = None
+    elif not isinstance(value, str):
+        value = str(value or "")
+    return Node(str(node["key"]), value, int(node.get("modifiedIndex") or 0), None if ttl is None else int(ttl),
+                is_dir)
 
 
 def leaves(node: dict[str, Any], out: list[Node]) -> None:
