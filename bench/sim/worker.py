@@ -11,9 +11,10 @@ and load average > 1,000):
 
 - ``job/`` is followed ONCE per process (``SharedJobs``), not once per agent; each event goes to the agents it
   can matter to (``SharedJobs``: ``Agent._matters``'s rules, applied once per event), whose ``on_job_event``
-  sees it as its own cache's. A real agent holds ~16 MB of tree for 10,000
-  units; etcd sees one job-tree watch per process here, not one per machine (``machines/<id>/`` stays watched by
-  every agent, with its own connection);
+  sees it as its own cache's (so these agents take no relay: ``job_relay`` is off for them, and with no inbox
+  the leader relays nothing to them; the engine processes' machines run with it on). A real agent holds ~16 MB
+  of tree for 10,000 units; etcd sees one job-tree watch per process here, not one per machine
+  (``machines/<id>/`` stays watched by every agent, with its own connection);
 - each agent decodes that copy as it would its own (``JobView``: the units changed since its last pass);
 - the agents' passes take turns (one lock per process): one core runs one at a time anyway, but 250 agents woken
   together by a burst all contend for the GIL, and CPython then spends the cores on hand-offs (measured: load
@@ -150,7 +151,7 @@ def build_machine(index: int, *, endpoint: str, prefix: str, engine: bool, share
                   writers: int, extra: Mapping[str, Any]) -> Server:
     config = Config(etcd_servers=(endpoint,), etcd_key_prefix=prefix, metadata=metadata(index),
                     public_ip=public_ip(index), disable_engine=not engine, units_directory="/nonexistent/sim",
-                    **extra)
+                    **{"job_relay": shared is None, **extra})
     store = EtcdStore([endpoint], timeout=config.etcd_request_timeout)
     server = build(config, store=store, manager=FakeUnitManager(), machine_id=machine_id(index), lock=False)
     if shared is not None:

@@ -113,6 +113,7 @@ class Config:
     disable_watches: bool = False
     verbosity: int = 0
     shutdown_keep_units: bool = False
+    job_relay: bool = True  # fleetpy's: agents take their job records from the leader's relay (docs/agent.md)
     token_limit: int = 100
     api_socket: str = "/var/run/fleet.sock"  # fleetpy's: fleet got its listeners from fleet.socket; "" = none
     api_tcp: str = ""  # "host:port" for a TCP listener as well (fleet's functional tests used :54728)
@@ -137,6 +138,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "disable_engine": parse_bool,
     "disable_watches": parse_bool,
     "shutdown_keep_units": parse_bool,
+    "job_relay": parse_bool,
     "verbosity": int,
     "token_limit": lambda v: _positive(int(v)),
     "public_ip": parse_ip,

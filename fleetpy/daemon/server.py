@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from fleetpy import __version__
 from fleetpy.agent.agent import Agent
+from fleetpy.agent.feed import JobFeed
 from fleetpy.agent.heart import DuplicateMachineError, Heart
 from fleetpy.agent.publisher import StatePublisher
 from fleetpy.daemon import netinfo
@@ -83,6 +84,7 @@ class Server:
     agent: Agent
     caches: list[TreeCache]
     engine: Component | None = None
+    feed: JobFeed | None = None  # the agent's copy of job/ fed by the leader's relay (``job_relay``)
     lock_fd: int | None = None
     owns_store: bool = True
     keep_on_stop: bool = False  # set for a SIGHUP rebuild: shut down without touching units or the registry
@@ -99,6 +101,8 @@ class Server:
         sleep = 1.0
         while not stop.is_set():
             try:
+                if self.feed is not None:
+                    self.feed.announce()  # before the machine appears: the relay looks for its inbox then
                 self.heart.register()
                 return True
             except DuplicateMachineError:
@@ -142,6 +146,8 @@ class Server:
         self._start("agent", self.agent.run, halt, loops)
         self._start("publisher", self.publisher.run, halt, loops)
         self._start("heart", self.heart.run, halt, loops)
+        if self.feed is not None and not self.config.disable_watches:
+            self._start("job-feed", self.feed.run, halt, loops)
         if self.engine is not None:
             self._start("engine", self.engine.run, halt, loops)
         log.info("fleetpyd %s running as machine %s (engine %s)", __version__, self.machine_id,
@@ -151,7 +157,8 @@ class Server:
         when_set(stop, self.alarm.set, name="stop")
         self.alarm.wait()  # a crashed watch ends the daemon too: its loops would go on blind to the registry
         halt.set()
-        for component in (self.agent, self.publisher, self.engine):  # wake the loops now, not at their next tick
+        # wake the loops now, not at their next tick
+        for component in (self.agent, self.publisher, self.engine, self.feed):
             trigger = getattr(component, "trigger", None)
             if isinstance(trigger, Trigger):
                 trigger.fire()
@@ -246,7 +253,10 @@ def build(config: Config, *, store: KVStore | None = None, manager: UnitManager 
                       takeover=lock_fd is not None, reclaim=reclaim)
         publisher = StatePublisher(registry=registry, manager=manager, machine_id=machine_id)
         heart.on_register = publisher.republish
-        jobs = TreeCache(store, registry.keys.tree(Tree.JOB))
+        relay = config.job_relay and not config.disable_watches
+        interval = config.engine_reconcile_interval
+        feed = JobFeed(registry, machine_id, check_interval=min(30.0, max(0.5, 2.5 * interval))) if relay else None
+        jobs = feed.jobs if feed is not None else TreeCache(store, registry.keys.tree(Tree.JOB))
         machine_tree = TreeCache(store, registry.keys.machine_dir(machine_id))
         agent = Agent(registry=registry, manager=manager, publisher=publisher, machine=lambda: heart.machine,
                       jobs=jobs, machine_tree=machine_tree, refresh_caches=config.disable_watches)
@@ -259,8 +269,9 @@ def build(config: Config, *, store: KVStore | None = None, manager: UnitManager 
         if not config.disable_engine:
             from fleetpy.engine.engine import Engine  # built only when enabled (disable_engine=true skips it)
             # with watches on, the engine reads the agent's copy of job/: one watch and one decode of each event
-            built = Engine(registry, machine_id, reconcile_interval=config.engine_reconcile_interval, agent_ttl=ttl,
-                           jobs=None if config.disable_watches else jobs)
+            built = Engine(registry, machine_id, reconcile_interval=interval, agent_ttl=ttl,
+                           jobs=None if config.disable_watches else jobs, relay=relay,
+                           on_term=feed.set_leading if feed is not None else None)
             if not config.disable_watches:
                 jobs.on_change = _both(agent.on_job_event, built.on_job_event)
             if metrics is not None:
@@ -270,6 +281,7 @@ def build(config: Config, *, store: KVStore | None = None, manager: UnitManager 
         if lock_fd is not None:
             os.close(lock_fd)
         raise
+    caches = [jobs, machine_tree] + ([feed.inbox] if feed is not None else [])
     return Server(config=config, registry=registry, manager=manager, heart=heart, publisher=publisher, agent=agent,
-                  caches=[jobs, machine_tree], engine=engine, lock_fd=lock_fd, owns_store=owns_store)
+                  caches=caches, engine=engine, feed=feed, lock_fd=lock_fd, owns_store=owns_store)
 

@@ -20,6 +20,7 @@ from fleetpy.engine.cluster import ClusterState, UnitSpec
 from fleetpy.engine.damper import LossDamper
 from fleetpy.engine.lease import Leadership, lease_watch
 from fleetpy.engine.plan import Plan, Task, TaskKind, plan
+from fleetpy.engine.relay import Relay
 from fleetpy.engine.sweep import Sweeper
 from fleetpy.errors import CASConflict, RegistryError
 from fleetpy.loop import Trigger, run_periodic
@@ -27,7 +28,7 @@ from fleetpy.model.job import Requirements
 from fleetpy.observe import NULL, PassMetrics
 from fleetpy.parallel import pmap
 from fleetpy.registry.cache import TreeCache
-from fleetpy.registry.decode import decode_machines
+from fleetpy.registry.decode import JOB_FIELDS, JobRecord, decode_machines
 from fleetpy.registry.jobview import JobView
 from fleetpy.registry.keys import Tree
 from fleetpy.registry.registry import ENGINE_VERSION, Registry
@@ -45,9 +46,11 @@ class _Follower:
     None: the term follows its own."""
 
     def __init__(self, registry: Registry, trigger: Trigger, watch_timeout: float,
-                 jobs: TreeCache | None = None) -> None:
+                 jobs: TreeCache | None = None, *, every_field: bool = False) -> None:
+        """``every_field``: ``job-state`` changes wake the loop too (the relay passes them on)."""
         self.registry = registry
         self.trigger = trigger
+        self.fields = JOB_FIELDS if every_field else _JOB_FIELDS
         store, keys = registry.store, registry.keys
         self.owns_jobs = jobs is None
         self.jobs = jobs if jobs is not None else TreeCache(store, keys.tree(Tree.JOB), on_change=self.job_changed,
@@ -61,7 +64,7 @@ class _Follower:
 
     def job_changed(self, event: Event | None) -> None:
         parts = self.registry.keys.split(event.node.key) if event is not None else ()
-        if event is None or len(parts) < 3 or parts[2] in _JOB_FIELDS:
+        if event is None or len(parts) < 3 or parts[2] in self.fields:
             self.trigger.fire()
 
     def _machine_changed(self, event: Event | None) -> None:
@@ -105,12 +108,16 @@ class Engine:
                  clock: Callable[[], float] = time.monotonic, version: int = ENGINE_VERSION,
                  disable_engine: bool = False, watch_timeout: float = 10.0, min_gap: float = 0.0,
                  mass_loss_hold: float | None = None, reason_resync: float = 60.0, agent_ttl: float = 30.0,
-                 jobs: TreeCache | None = None) -> None:
+                 jobs: TreeCache | None = None, relay: bool = False,
+                 on_term: Callable[[bool], None] | None = None) -> None:
         """``agent_ttl``: the machines' TTL (this daemon's own, as fleet assumes one for the cluster); an etcd
         outage of half of it or more can expire a healthy agent, so only such an outage makes the damper hold
         machines found missing afterwards (``LossDamper``). ``jobs``: the daemon's watch-maintained copy of
         ``job/``, which the agent reads too (the daemon follows it and passes its events to ``on_job_event``): a
-        leader then decodes each job event once, on one watch, instead of twice; None: each term keeps its own."""
+        leader then decodes each job event once, on one watch, instead of twice; None: each term keeps its own.
+        ``relay``: while leading (and following the watch), relay each machine's job records to its inbox
+        (``engine/relay.py``). ``on_term``: called with True before a term's first read, False after it ends
+        (the daemon's job feed follows ``job/`` itself while this engine leads)."""
         self.registry = registry
         self.machine_id = machine_id
         self.metrics: PassMetrics = NULL
@@ -128,6 +135,9 @@ class Engine:
                                  outage=agent_ttl / 2)
         self.sweeper = Sweeper(registry)  # removes the TTL-less states of machines that are gone
         self.jobs = jobs
+        self.relaying = relay
+        self.on_term = on_term
+        self._relay: Relay | None = None
         self._follower: _Follower | None = None
         self._lease_watch: TreeCache | None = None  # while run() runs
         self._watching = False  # run() follows the watch stream; reconcile_once() alone re-reads each call
@@ -167,7 +177,10 @@ class Engine:
     def _end_term(self) -> None:
         if self._follower is not None:
             self._follower.stop()
+            if self.on_term is not None:
+                self.on_term(False)
         self._follower = None
+        self._relay = None
         self._settled = None
         self._overlay.clear()
         self._reasons = None
@@ -198,8 +211,12 @@ class Engine:
             return []
         follower = self._follower
         if follower is None:
+            if self.on_term is not None:
+                self.on_term(True)
+            relaying = self.relaying and self._watching
             follower = self._follower = _Follower(self.registry, self.trigger, self.watch_timeout,
-                                                  self.jobs if self._watching else None)
+                                                  self.jobs if self._watching else None, every_field=relaying)
+            self._relay = Relay(self.registry, self.machine_id) if relaying else None
             if self._watching:
                 follower.start()
         if not self._watching:
@@ -213,6 +230,11 @@ class Engine:
         started = time.monotonic()
         now = self.clock()
         cluster = self.snapshot(follower, now)
+        if self._relay is not None:  # before the writes: the agents get going on what is there already
+            try:
+                self._relay.send(follower.jobs, follower.records.records(), cluster.machines, self._is_global)
+            except RegistryError as err:
+                log.warning("engine: relay pass failed: %s (retried next pass)", err)
         result = plan(cluster)
         done = self.execute(result)
         for task in done:
@@ -263,6 +285,10 @@ class Engine:
             del self._overlay[name]
             return cached
         return written
+
+    def _is_global(self, name: str, job: JobRecord) -> bool:
+        requirements = self._requirements_of(name, job.unit_hash)
+        return requirements is not None and requirements.is_global
 
     def _requirements_of(self, name: str, unit_hash: str) -> Requirements | None:
         key = (name, unit_hash)

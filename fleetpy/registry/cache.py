@@ -5,7 +5,8 @@ instead of re-reading everything per event (fleet issue #804). While quiet it lo
 ``watch_timeout`` s); once a change comes it streams the changes that follow on one request until quiet again.
 Re-reads only when the watch index is cleared (more than 1000 events behind), when far behind, or after an
 error; a re-read logs only the keys that differ, so its readers need not start over. ``on_change`` fires after
-each applied event (a loop Trigger).
+each applied event (a loop Trigger). A paused copy (``pause``) follows nothing and is fed by ``replace`` instead: an
+agent whose job records the leading engine relays (``fleetpy.agent.feed``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import threading
 from collections.abc import Callable
 
 from fleetpy.errors import FleetError
+from fleetpy.loop import when_set
 from fleetpy.registry.store import Event, IndexCleared, KVStore, Node
 
 CATCH_UP_LAG = 100  # events behind the store before a re-read replaces the event-by-event catch-up
@@ -31,11 +33,14 @@ def _version(entry: tuple[int, str]) -> int:
 
 class TreeCache:
     def __init__(self, store: KVStore, prefix: str, *, on_change: Callable[[Event | None], None] | None = None,
-                 watch_timeout: float = 10.0) -> None:
+                 watch_timeout: float = 10.0, sparse: bool = False) -> None:
+        """``sparse``: the prefix changes seldom while the rest of etcd changes a lot (one key: an inbox), so a
+        watch far behind the store's index is not a reason to re-read: the events under the prefix are few."""
         self.store = store
         self.prefix = prefix.rstrip("/")
         self.on_change = on_change
         self.watch_timeout = watch_timeout
+        self.sparse = sparse
         self._lock = threading.Lock()
         self._nodes: dict[str, Node] = {}
         self._under: dict[str, set[str]] = {}  # directory -> every key below it (a recursive delete is O(its keys))
@@ -46,6 +51,10 @@ class TreeCache:
         self.loaded = threading.Event()
         self.reloads = 0
         self.version = 0  # bumped on every change of the copy's content (not when only the position moves)
+        self.read_at = 0  # the store index of the last re-read: ``replace`` takes only what is newer
+        self._paused = False  # the watch is not followed: its events are dropped, ``replace`` feeds the copy
+        self._unpaused = threading.Event()
+        self._unpaused.set()
 
     # -- reading (thread-safe copies) ---------------------------------------------------------------------
     def nodes(self) -> list[Node]:
@@ -95,6 +104,7 @@ class TreeCache:
         with self._lock:
             old, self._nodes, self._under = self._nodes, nodes, under
             self._index = listing.index
+            self.read_at = listing.index
             version = self.version + 1
             changed = [key for key, node in self._nodes.items()
                        if (was := old.get(key)) is None or was.modified_index != node.modified_index
@@ -116,6 +126,8 @@ class TreeCache:
     def apply(self, event: Event) -> None:
         node = event.node
         with self._lock:
+            if self._paused:
+                return  # a long poll or stream still under way when the watch was paused
             version = self.version + 1
             if event.action.removes:
                 for key in self._removed_by(node.key.rstrip("/")):
@@ -128,6 +140,47 @@ class TreeCache:
             self.version = version  # last (see reload)
         if self.on_change is not None:
             self.on_change(event)
+
+    def replace(self, dirs: dict[str, list[Node]], *, index: int) -> bool:
+        """Set what is under each directory of ``dirs`` to its nodes (none: the directory is gone), as the store
+        held it at ``index`` or later (a relayed copy, while the watch is paused). Refused (False) when the copy's
+        last re-read is at least as new: it already holds that, or more."""
+        with self._lock:
+            if index <= self.read_at:
+                return False
+            version = self.version + 1
+            for directory, nodes in dirs.items():
+                fresh = {node.key: node for node in nodes}
+                for key in sorted(self._under.get(directory, ())):
+                    if key not in fresh:
+                        self._remove(key)
+                        self._note(version, key)
+                for key, node in fresh.items():
+                    was = self._nodes.get(key)
+                    if was is None or was.modified_index != node.modified_index or was.value != node.value:
+                        self._add(node)
+                        self._note(version, key)
+            self.version = version  # last (see reload)
+        if self.on_change is not None:
+            self.on_change(None)
+        return True
+
+    def pause(self) -> None:
+        """Stop following the watch (``run`` idles until ``resume``); the copy is then fed by ``replace``."""
+        with self._lock:
+            self._paused = True
+            self._unpaused.clear()
+
+    def resume(self) -> None:
+        """Follow the watch again, from a re-read made here (the copy missed what was not relayed)."""
+        self.reload()
+        with self._lock:
+            self._paused = False
+            self._unpaused.set()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
 
     def _add(self, node: Node, nodes: dict[str, Node] | None = None, under: dict[str, set[str]] | None = None) -> None:
         nodes = self._nodes if nodes is None else nodes
@@ -208,6 +261,8 @@ class TreeCache:
                     if not self._fill(stream.opened):
                         return  # the gap is not known to be empty: long polls (``step``) take it from there
                     for event in stream:
+                        if self._paused:
+                            return
                         if event.node.modified_index > self._index:  # else the fill's re-read had it (an int
                             self.apply(event)  # read is atomic: no lock per event of a busy stream)
                 finally:
@@ -239,7 +294,7 @@ class TreeCache:
     def _reload_if_far_behind(self, event: Event) -> bool:
         """Far behind a burst of writes, one recursive read is cheaper than a request per event to come."""
         behind = event.store_index - event.node.modified_index
-        if behind <= self._catch_up_lag():
+        if self.sparse or behind <= self._catch_up_lag():
             return False
         log.debug("watch on %s is %d events behind: re-reading", self.prefix, behind)
         self.reload()
@@ -269,7 +324,11 @@ class TreeCache:
     def run(self, stop: threading.Event, *, error_pause: float = 1.0) -> None:
         """Follow the tree until ``stop``; errors are logged once per outage and retried with a re-read."""
         failing = False
+        when_set(stop, self._unpaused.set, name=f"watch-stop:{self.prefix}")
         while not stop.is_set():
+            if self._paused:
+                self._unpaused.wait()
+                continue
             try:
                 if failing:
                     self.reload()

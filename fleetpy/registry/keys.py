@@ -92,6 +92,14 @@ class Keys:
     def reason(self, name: str) -> str:
         return f"{self.prefix}fleetpy/reasons/{name}"
 
+    def inbox(self, machine_id: str) -> str:
+        """Where the leading engine relays the job records that concern one machine (``fleetpy.agent.feed``)."""
+        return f"{self.prefix}fleetpy/inbox/{machine_id}"
+
+    @property
+    def inboxes(self) -> str:
+        return f"{self.prefix}fleetpy/inbox"
+
     def split(self, key: str) -> tuple[str, ...]:
         """``<prefix>job/x.service/object`` -> ``("job", "x.service", "object")``; () when outside the prefix."""
         if not key.startswith(self.prefix):
