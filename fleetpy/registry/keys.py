@@ -21,7 +21,7 @@ class Tree(enum.StrEnum):
     MACHINES = "machines"
     LEASE = "lease"
     ENGINE = "engine"
-    FLEETPY = "fleetpy"  # fleetpy's own extra keys (scheduling reasons); fleet never reads them
+    FLEETPY = "fleetpy"  # fleetpy's own extra keys (scheduling reasons, relay inboxes); fleet never reads them
 
 
 def normalize_prefix(prefix: str) -> str:
@@ -90,7 +90,11 @@ class Keys:
 
     # fleetpy's own
     def reason(self, name: str) -> str:
-        return f"{self.prefix}fleetpy/reasons/{name}"
+        return f"{self.reasons}/{name}"
+
+    @property
+    def reasons(self) -> str:
+        return f"{self.prefix}fleetpy/reasons"
 
     def inbox(self, machine_id: str) -> str:
         """Where the leading engine relays the job records that concern one machine (``fleetpy.agent.feed``)."""

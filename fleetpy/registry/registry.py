@@ -126,7 +126,7 @@ class Registry:
     def reasons(self) -> dict[str, str]:
         """fleetpy's own scheduling reasons (unit -> why it is not scheduled), empty when none."""
         out = {}
-        for node in self.listing(Tree.FLEETPY).nodes:
+        for node in self.store.list(self.keys.reasons).nodes:  # not fleetpy/inbox: the relay's messages
             split = self.keys.split(node.key)
             if len(split) == 3 and split[1] == "reasons" and node.value is not None:
                 out[split[2]] = node.value
