@@ -34,8 +34,10 @@ def _version(entry: tuple[int, str]) -> int:
 class TreeCache:
     def __init__(self, store: KVStore, prefix: str, *, on_change: Callable[[Event | None], None] | None = None,
                  watch_timeout: float = 10.0, sparse: bool = False) -> None:
-        """``sparse``: the prefix changes seldom while the rest of etcd changes a lot (one key: an inbox), so a
-        watch far behind the store's index is not a reason to re-read: the events under the prefix are few."""
+        """``sparse``: the prefix changes seldom while the rest of etcd changes a lot (one key: an inbox). Its
+        changes are taken by long polls alone, one each (a stream would open behind the store's index and wait
+        out ``GAP_WAIT`` for a change under the prefix every time), and a watch far behind the store's index is
+        not a reason to re-read: the events under the prefix are few."""
         self.store = store
         self.prefix = prefix.rstrip("/")
         self.on_change = on_change
@@ -279,8 +281,8 @@ class TreeCache:
         ``GAP_WAIT`` s: the gap may hold only other trees' writes, but a watch that timed out proves nothing (etcd
         may just be slow to answer), so the copy's index stays. Raises IndexCleared when the history is outrun."""
         for _ in range(self._catch_up_lag()):
-            if self.index >= opened:
-                return True
+            if self.index >= opened or self._paused:
+                return not self._paused
             event = self.store.watch(self.prefix, after_index=self.index, timeout=GAP_WAIT)
             if event is None:
                 return False
@@ -332,8 +334,8 @@ class TreeCache:
             try:
                 if failing:
                     self.reload()
-                if self.step():  # a long poll while quiet (one request per watch_timeout s)...
-                    self.follow()  # ...then streaming while the changes keep coming
+                if self.step() and not self.sparse:  # a long poll while quiet (one request per watch_timeout s)...
+                    self.follow()  # ...then streaming while the changes keep coming (a sparse key: a poll each)
                 if failing:
                     log.info("watch on %s recovered", self.prefix)
                 failing = False
