@@ -180,6 +180,8 @@ class Engine:
             if self.on_term is not None:
                 self.on_term(False)
         self._follower = None
+        if self._relay is not None:
+            self._relay.close()
         self._relay = None
         self._settled = None
         self._overlay.clear()
@@ -216,7 +218,7 @@ class Engine:
             relaying = self.relaying and self._watching
             follower = self._follower = _Follower(self.registry, self.trigger, self.watch_timeout,
                                                   self.jobs if self._watching else None, every_field=relaying)
-            self._relay = Relay(self.registry, self.machine_id) if relaying else None
+            self._relay = Relay(self.registry, self.machine_id, background=True) if relaying else None
             if self._watching:
                 follower.start()
         if not self._watching:
