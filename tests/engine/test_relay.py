@@ -139,3 +139,39 @@ def test_messages_round_trip() -> None:
     message = relayed.Relayed(A, "t", 7, units={"u": {"target": (B, 5)}, "v": None})
     assert relayed.decode(relayed.encode(message)) == message
     assert relayed.decode(relayed.LISTENING) is None
+
+
+def test_a_background_relay_writes_in_order_and_owes_a_reset_after_a_failure(monkeypatch: pytest.MonkeyPatch
+                                                                             ) -> None:
+    cluster = Cluster(B)
+    cluster.relay = Relay(cluster.registry, A, term="t1", background=True)
+    seen: list[str] = []
+    real = cluster.store.set_many
+
+    def recording(groups: list[list[tuple[str, str]]]) -> None:
+        seen.extend(value for group in groups for _, value in group)
+        real(groups)
+    monkeypatch.setattr(cluster.store, "set_many", recording)
+    cluster.send((A, B))
+    for i in range(3):
+        cluster.registry.create_unit(unit(f"u{i}.service", L))
+        cluster.registry.schedule_unit(f"u{i}.service", B)
+        cluster.send((A, B))
+    assert cluster.relay.sender is not None and cluster.relay.sender.flush()
+    messages = [relayed.decode(raw) for raw in seen]
+    assert messages[0] is not None and messages[0].reset
+    assert [sorted(m.units) for m in messages[1:] if m is not None] == [["u0.service"], ["u1.service"],
+                                                                         ["u2.service"]]
+
+    def broken(_groups: object) -> None:
+        raise RegistryError("etcd cluster is unavailable")
+    monkeypatch.setattr(cluster.store, "set_many", broken)
+    cluster.registry.set_target_state("u0.service", JobState.LOADED)
+    cluster.send((A, B))
+    assert cluster.relay.sender.flush()
+    monkeypatch.setattr(cluster.store, "set_many", real)
+    cluster.send((A, B))
+    assert cluster.relay.sender.flush()
+    last = cluster.inbox(B)
+    assert last is not None and last.reset
+    cluster.relay.close()
