@@ -10,6 +10,7 @@ every engine also watches ``lease/`` so that a released or expired lease is take
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -28,7 +29,7 @@ from fleetpy.model.job import Requirements
 from fleetpy.observe import NULL, PassMetrics
 from fleetpy.parallel import pmap
 from fleetpy.registry.cache import TreeCache
-from fleetpy.registry.decode import JOB_FIELDS, JobRecord, decode_machines
+from fleetpy.registry.decode import JobRecord, decode_machines
 from fleetpy.registry.jobview import JobView
 from fleetpy.registry.keys import Tree
 from fleetpy.registry.registry import ENGINE_VERSION, Registry
@@ -46,11 +47,11 @@ class _Follower:
     None: the term follows its own."""
 
     def __init__(self, registry: Registry, trigger: Trigger, watch_timeout: float,
-                 jobs: TreeCache | None = None, *, every_field: bool = False) -> None:
-        """``every_field``: ``job-state`` changes wake the loop too (the relay passes them on)."""
+                 jobs: TreeCache | None = None, relay: Relay | None = None) -> None:
+        """``relay``: woken by every change (``job-state`` heartbeats too), and run in a thread of its own."""
         self.registry = registry
         self.trigger = trigger
-        self.fields = JOB_FIELDS if every_field else _JOB_FIELDS
+        self.relay = relay
         store, keys = registry.store, registry.keys
         self.owns_jobs = jobs is None
         self.jobs = jobs if jobs is not None else TreeCache(store, keys.tree(Tree.JOB), on_change=self.job_changed,
@@ -63,8 +64,10 @@ class _Follower:
         self._threads: list[threading.Thread] = []
 
     def job_changed(self, event: Event | None) -> None:
+        if self.relay is not None:
+            self.relay.trigger.fire()
         parts = self.registry.keys.split(event.node.key) if event is not None else ()
-        if event is None or len(parts) < 3 or parts[2] in self.fields:
+        if event is None or len(parts) < 3 or parts[2] in _JOB_FIELDS:
             self.trigger.fire()
 
     def _machine_changed(self, event: Event | None) -> None:
@@ -78,18 +81,30 @@ class _Follower:
         else:
             return
         self.trigger.fire()
+        if self.relay is not None:
+            self.relay.trigger.fire()
 
     @property
     def loaded(self) -> bool:
         return self.jobs.loaded.is_set() and self.machines.loaded.is_set()
 
-    def start(self) -> None:
+    def start(self, is_global: Callable[[str, JobRecord], bool], interval: float) -> None:
         for name, cache in (("jobs", self.jobs), ("machines", self.machines)):
             if cache is self.jobs and not self.owns_jobs:
                 continue
             thread = threading.Thread(target=cache.run, args=(self._stop,), name=f"engine-watch-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        if self.relay is not None:
+            relay = functools.partial(self.relay.run, jobs=self.jobs, machines=self.machine_ids, is_global=is_global,
+                                      interval=interval)
+            threading.Thread(target=relay, args=(self._stop,), name="engine-relay", daemon=True).start()
+
+    def machine_ids(self) -> list[str]:
+        """The machines whose object the copy holds (no decoding: the relay asks after every change)."""
+        keys = self.registry.keys
+        return [parts[1] for node in self.machines.nodes()
+                if len(parts := keys.split(node.key)) == 3 and parts[2] == "object"]
 
     def reload(self) -> None:
         self.jobs.reload()
@@ -137,7 +152,6 @@ class Engine:
         self.jobs = jobs
         self.relaying = relay
         self.on_term = on_term
-        self._relay: Relay | None = None
         self._follower: _Follower | None = None
         self._lease_watch: TreeCache | None = None  # while run() runs
         self._watching = False  # run() follows the watch stream; reconcile_once() alone re-reads each call
@@ -180,9 +194,6 @@ class Engine:
             if self.on_term is not None:
                 self.on_term(False)
         self._follower = None
-        if self._relay is not None:
-            self._relay.close()
-        self._relay = None
         self._settled = None
         self._overlay.clear()
         self._reasons = None
@@ -215,12 +226,11 @@ class Engine:
         if follower is None:
             if self.on_term is not None:
                 self.on_term(True)
-            relaying = self.relaying and self._watching
+            relay = Relay(self.registry, self.machine_id) if self.relaying and self._watching else None
             follower = self._follower = _Follower(self.registry, self.trigger, self.watch_timeout,
-                                                  self.jobs if self._watching else None, every_field=relaying)
-            self._relay = Relay(self.registry, self.machine_id, background=True) if relaying else None
+                                                  self.jobs if self._watching else None, relay)
             if self._watching:
-                follower.start()
+                follower.start(self._is_global, self.reconcile_interval)
         if not self._watching:
             follower.reload()
         if not follower.loaded:
@@ -232,11 +242,6 @@ class Engine:
         started = time.monotonic()
         now = self.clock()
         cluster = self.snapshot(follower, now)
-        if self._relay is not None:  # before the writes: the agents get going on what is there already
-            try:
-                self._relay.send(follower.jobs, follower.records.records(), cluster.machines, self._is_global)
-            except RegistryError as err:
-                log.warning("engine: relay pass failed: %s (retried next pass)", err)
         result = plan(cluster)
         done = self.execute(result)
         for task in done:

@@ -3,6 +3,8 @@ unit, resets first, the last message to a machine a unit left, and the message c
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from fleetpy.engine.relay import EVERYONE, Relay, concerned, route
@@ -15,6 +17,7 @@ from fleetpy.registry.keys import Tree
 from fleetpy.registry.registry import Registry
 from fleetpy.testing import MemoryStore
 from tests.agent.builders import unit
+from tests.agent.harness import wait_until
 from tests.engine.builders import A, B, C, D
 
 L = JobState.LAUNCHED
@@ -64,8 +67,10 @@ class Cluster:
 
     def send(self, machines: tuple[str, ...] = (A, B, C)) -> int:
         self.jobs.reload()
-        records = self.registry.jobs()
-        return self.relay.send(self.jobs, records, machines, lambda name, _job: name in self.globals)
+        return self.relay.send(self.jobs, machines, self.is_global)
+
+    def is_global(self, name: str, _job: JobRecord) -> bool:
+        return name in self.globals
 
     def inbox(self, machine: str) -> relayed.Relayed | None:
         node = self.store.get(self.registry.keys.inbox(machine))
@@ -141,37 +146,22 @@ def test_messages_round_trip() -> None:
     assert relayed.decode(relayed.LISTENING) is None
 
 
-def test_a_background_relay_writes_in_order_and_owes_a_reset_after_a_failure(monkeypatch: pytest.MonkeyPatch
-                                                                             ) -> None:
+def test_run_relays_on_each_trigger_in_order() -> None:
     cluster = Cluster(B)
-    cluster.relay = Relay(cluster.registry, A, term="t1", background=True)
-    seen: list[str] = []
-    real = cluster.store.set_many
-
-    def recording(groups: list[list[tuple[str, str]]]) -> None:
-        seen.extend(value for group in groups for _, value in group)
-        real(groups)
-    monkeypatch.setattr(cluster.store, "set_many", recording)
-    cluster.send((A, B))
-    for i in range(3):
-        cluster.registry.create_unit(unit(f"u{i}.service", L))
-        cluster.registry.schedule_unit(f"u{i}.service", B)
-        cluster.send((A, B))
-    assert cluster.relay.sender is not None and cluster.relay.sender.flush()
-    messages = [relayed.decode(raw) for raw in seen]
-    assert messages[0] is not None and messages[0].reset
-    assert [sorted(m.units) for m in messages[1:] if m is not None] == [["u0.service"], ["u1.service"],
-                                                                         ["u2.service"]]
-
-    def broken(_groups: object) -> None:
-        raise RegistryError("etcd cluster is unavailable")
-    monkeypatch.setattr(cluster.store, "set_many", broken)
-    cluster.registry.set_target_state("u0.service", JobState.LOADED)
-    cluster.send((A, B))
-    assert cluster.relay.sender.flush()
-    monkeypatch.setattr(cluster.store, "set_many", real)
-    cluster.send((A, B))
-    assert cluster.relay.sender.flush()
-    last = cluster.inbox(B)
-    assert last is not None and last.reset
-    cluster.relay.close()
+    stop = threading.Event()
+    cluster.jobs.on_change = lambda _event: cluster.relay.trigger.fire()
+    threads = [threading.Thread(target=cluster.jobs.run, args=(stop,), daemon=True),
+               threading.Thread(target=cluster.relay.run, args=(stop,), daemon=True,
+                                kwargs={"jobs": cluster.jobs, "machines": lambda: (A, B),
+                                        "is_global": cluster.is_global, "interval": 30.0})]
+    for thread in threads:
+        thread.start()
+    try:
+        assert wait_until(lambda: (m := cluster.inbox(B)) is not None and m.reset)
+        for i in range(3):
+            cluster.registry.create_unit(unit(f"u{i}.service", L))
+            cluster.registry.schedule_unit(f"u{i}.service", B)
+        assert wait_until(lambda: (m := cluster.inbox(B)) is not None and "u2.service" in m.units)
+    finally:
+        stop.set()
+        cluster.relay.trigger.fire()
