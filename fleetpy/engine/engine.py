@@ -5,12 +5,13 @@ maintained copies of the ``job/`` and ``machines/`` trees (``TreeCache``, read o
 kept current from the watch stream, re-read only on IndexCleared or after an error); ``plan`` it (pure); write
 the schedule changes with CAS (``schedule_unit`` / ``unschedule_unit``), one log line per task; write or clear
 each unit's scheduling reason. Passes run on relevant watch events (coalesced) and on a periodic safety tick;
-every engine also watches ``lease/`` so that a released or expired lease is taken over at once.
+every engine also watches ``lease/`` so that a released or expired lease is taken over at once. A term's copies
+live in ``follower.Follower``; with ``relay``, the term also relays each machine's job records to its inbox
+(``relay.Relay``, in a thread of its own).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import threading
@@ -19,6 +20,7 @@ from collections.abc import Callable
 
 from fleetpy.engine.cluster import ClusterState, UnitSpec
 from fleetpy.engine.damper import LossDamper
+from fleetpy.engine.follower import Follower
 from fleetpy.engine.lease import Leadership, lease_watch
 from fleetpy.engine.plan import Plan, Task, TaskKind, plan
 from fleetpy.engine.relay import Relay
@@ -30,91 +32,11 @@ from fleetpy.observe import NULL, PassMetrics
 from fleetpy.parallel import pmap
 from fleetpy.registry.cache import TreeCache
 from fleetpy.registry.decode import JobRecord, decode_machines
-from fleetpy.registry.jobview import JobView
-from fleetpy.registry.keys import Tree
 from fleetpy.registry.registry import ENGINE_VERSION, Registry
 from fleetpy.registry.store import Event
 
 log = logging.getLogger("fleetpy.engine")
 WRITE_BATCH = 256  # units written concurrently between two lease checks of a long pass
-
-_JOB_FIELDS = frozenset({"object", "target-state", "target"})  # job-state heartbeats do not wake the engine
-
-
-class _Follower:
-    """One leadership term's watch-maintained copies of ``job/`` and ``machines/``, and what wakes the loop.
-    ``jobs``: the daemon's copy of ``job/``, followed by the daemon (which passes its events to ``job_changed``);
-    None: the term follows its own."""
-
-    def __init__(self, registry: Registry, trigger: Trigger, watch_timeout: float,
-                 jobs: TreeCache | None = None, relay: Relay | None = None) -> None:
-        """``relay``: woken by every change (``job-state`` heartbeats too), and run in a thread of its own."""
-        self.registry = registry
-        self.trigger = trigger
-        self.relay = relay
-        store, keys = registry.store, registry.keys
-        self.owns_jobs = jobs is None
-        self.jobs = jobs if jobs is not None else TreeCache(store, keys.tree(Tree.JOB), on_change=self.job_changed,
-                                                            watch_timeout=watch_timeout)
-        self.records = JobView(self.jobs, keys)  # decoded pass by pass: only what changed since the last pass
-        self.machines = TreeCache(store, keys.tree(Tree.MACHINES), on_change=self._machine_changed,
-                                  watch_timeout=watch_timeout)
-        self._machine_values: dict[str, str | None] = {}
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-
-    def job_changed(self, event: Event | None) -> None:
-        if self.relay is not None:
-            self.relay.trigger.fire()
-        parts = self.registry.keys.split(event.node.key) if event is not None else ()
-        if event is None or len(parts) < 3 or parts[2] in _JOB_FIELDS:
-            self.trigger.fire()
-
-    def _machine_changed(self, event: Event | None) -> None:
-        """Machine heartbeats rewrite the same value: only a change of the set or of a value wakes the loop."""
-        if event is None:
-            self._machine_values = {n.key: n.value for n in self.machines.nodes()}
-        elif event.action.removes:
-            self._machine_values.pop(event.node.key, None)
-        elif self._machine_values.get(event.node.key) != event.node.value:
-            self._machine_values[event.node.key] = event.node.value
-        else:
-            return
-        self.trigger.fire()
-        if self.relay is not None:
-            self.relay.trigger.fire()
-
-    @property
-    def loaded(self) -> bool:
-        return self.jobs.loaded.is_set() and self.machines.loaded.is_set()
-
-    def start(self, is_global: Callable[[str, JobRecord], bool], interval: float) -> None:
-        for name, cache in (("jobs", self.jobs), ("machines", self.machines)):
-            if cache is self.jobs and not self.owns_jobs:
-                continue
-            thread = threading.Thread(target=cache.run, args=(self._stop,), name=f"engine-watch-{name}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        if self.relay is not None:
-            relay = functools.partial(self.relay.run, jobs=self.jobs, machines=self.machine_ids, is_global=is_global,
-                                      interval=interval)
-            threading.Thread(target=relay, args=(self._stop,), name="engine-relay", daemon=True).start()
-
-    def machine_ids(self) -> list[str]:
-        """The machines whose object the copy holds (no decoding: the relay asks after every change)."""
-        keys = self.registry.keys
-        return [parts[1] for node in self.machines.nodes()
-                if len(parts := keys.split(node.key)) == 3 and parts[2] == "object"]
-
-    def reload(self) -> None:
-        self.jobs.reload()
-        self.machines.reload()
-
-    def stop(self) -> None:
-        """Stop following; a watch blocked in a long poll ends on its own (daemon threads: not waited for, so
-        that a shutdown or a lost term is not delayed by a long poll)."""
-        self._stop.set()
-
 
 class Engine:
     """fleet's engine. Built by the daemon's composition root; ``run(stop)`` runs until ``stop`` is set."""
@@ -152,7 +74,7 @@ class Engine:
         self.jobs = jobs
         self.relaying = relay
         self.on_term = on_term
-        self._follower: _Follower | None = None
+        self._follower: Follower | None = None
         self._lease_watch: TreeCache | None = None  # while run() runs
         self._watching = False  # run() follows the watch stream; reconcile_once() alone re-reads each call
         self._overlay: dict[str, tuple[str | None, float]] = {}  # our target writes the cache has not shown yet
@@ -227,7 +149,7 @@ class Engine:
             if self.on_term is not None:
                 self.on_term(True)
             relay = Relay(self.registry, self.machine_id) if self.relaying and self._watching else None
-            follower = self._follower = _Follower(self.registry, self.trigger, self.watch_timeout,
+            follower = self._follower = Follower(self.registry, self.trigger, self.watch_timeout,
                                                   self.jobs if self._watching else None, relay)
             if self._watching:
                 follower.start(self._is_global, self.reconcile_interval)
@@ -258,7 +180,7 @@ class Engine:
         self._settled = inputs if quiet and self._watching else None
         return done
 
-    def snapshot(self, follower: _Follower, now: float) -> ClusterState:
+    def snapshot(self, follower: Follower, now: float) -> ClusterState:
         keys = self.registry.keys
         jobs = follower.records.records()
         machines = decode_machines(keys, follower.machines.nodes())

@@ -313,6 +313,9 @@ class TreeCache:
         below that index would make the watch below return it instead, if etcd answers within ``GAP_WAIT`` s (the
         wait costs nothing while the tree is quiet: any change ends it)."""
         before = self.index
+        if self.sparse:
+            self._catch_up_by_reading(before)
+            return
         latest = self.store.current_index()
         if latest <= before:
             return
@@ -322,6 +325,20 @@ class TreeCache:
             return
         with self._lock:
             self._index = max(self._index, latest)
+
+    def _catch_up_by_reading(self, before: int) -> None:
+        """A sparse copy's catch-up: one read of its few keys, whose answer proves what the prefix held at the
+        store's index (a watch that times out proves nothing, and a missed relay message is not sent again)."""
+        listing = self.store.list(self.prefix)
+        with self._lock:
+            same = len(listing.nodes) == len(self._nodes) and all(
+                (was := self._nodes.get(node.key)) is not None and was.modified_index == node.modified_index
+                for node in listing.nodes)
+            if same:
+                self._index = max(self._index, listing.index)
+        if not same:
+            log.info("watch on %s missed a change: re-reading", self.prefix)
+            self.reload()
 
     def run(self, stop: threading.Event, *, error_pause: float = 1.0) -> None:
         """Follow the tree until ``stop``; errors are logged once per outage and retried with a re-read."""

@@ -60,3 +60,19 @@ def test_a_sparse_copy_far_behind_is_not_reread() -> None:
     far = Event(Action.SET, node, store_index=node.modified_index + 10_000)
     assert not cache._reload_if_far_behind(far)
     assert cache.reloads == reloads
+
+
+def test_a_sparse_copy_catches_up_by_reading_and_rereads_what_it_missed() -> None:
+    store = MemoryStore()
+    store.set("/t/inbox/m1", "{}")
+    seen: list[object] = []
+    cache = TreeCache(store, "/t/inbox/m1", sparse=True, on_change=seen.append)
+    cache.reload()
+    store.set("/t/other", "x")  # elsewhere: the copy's position moves up, nothing is re-read
+    cache._catch_up()
+    assert cache.index == store.current_index() and seen == [None]
+    store.set("/t/inbox/m1", "missed")  # as if the watch had not shown it
+    store.set("/t/other", "y")
+    cache._catch_up()
+    node = cache.get("/t/inbox/m1")
+    assert node is not None and node.value == "missed" and seen == [None, None]
