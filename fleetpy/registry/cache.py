@@ -17,7 +17,6 @@ import threading
 from collections.abc import Callable
 
 from fleetpy.errors import FleetError
-from fleetpy.loop import when_set
 from fleetpy.registry.store import Event, IndexCleared, KVStore, Node
 
 CATCH_UP_LAG = 100  # events behind the store before a re-read replaces the event-by-event catch-up
@@ -343,10 +342,9 @@ class TreeCache:
     def run(self, stop: threading.Event, *, error_pause: float = 1.0) -> None:
         """Follow the tree until ``stop``; errors are logged once per outage and retried with a re-read."""
         failing = False
-        when_set(stop, self._unpaused.set, name=f"watch-stop:{self.prefix}")
         while not stop.is_set():
             if self._paused:
-                self._unpaused.wait()
+                self._unpaused.wait(1.0)  # resume() sets it; a stop is seen within a second
                 continue
             try:
                 if failing:
