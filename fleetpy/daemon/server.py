@@ -146,7 +146,7 @@ class Server:
         self._start("agent", self.agent.run, halt, loops)
         self._start("publisher", self.publisher.run, halt, loops)
         self._start("heart", self.heart.run, halt, loops)
-        if self.feed is not None and not self.config.disable_watches:
+        if self.feed is not None:  # built only with watches on
             self._start("job-feed", self.feed.run, halt, loops)
         if self.engine is not None:
             self._start("engine", self.engine.run, halt, loops)

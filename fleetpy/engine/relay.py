@@ -2,8 +2,8 @@
 
 etcd's v2 watch follows a prefix, and fleet keeps every unit under one (``job/<unit>/``): an agent that watches
 it reads every unit's every change, most of them another machine's (at 1,000 units on 10 nodes, 4,000 events a
-start for each of the 10; bench/PROFILING.md, twelfth round). The leader reads ``job/`` anyway. After each of its
-passes it writes to ``fleetpy/inbox/<machine>`` (fleetpy's own key, ``registry/relayed.py``) the current
+start for each of the 10; bench/PROFILING.md, twelfth round). The leader reads ``job/`` anyway. After every change
+of its copy it writes to ``fleetpy/inbox/<machine>`` (fleetpy's own key, ``registry/relayed.py``) the current
 ``job/<unit>/`` keys of the units that changed and concern that machine: scheduled there, beating there
 (``job-state``), or global; a unit that leaves a machine (moved, destroyed) goes to it one last time. Only
 machines whose agent created its inbox (it listens) get messages, and each gets a reset (re-read the job tree)
