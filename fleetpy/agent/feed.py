@@ -90,11 +90,20 @@ class JobFeed:
             if self._source is None or self._leading:
                 self._decide()
                 return
+        self._read_lease_and_decide(keep_mode=True)
+
+    def _read_lease_and_decide(self, *, keep_mode: bool) -> None:
+        """Read the lease (outside the lock), then decide. When it cannot be read: keep the mode (the periodic
+        check: a relay that stopped shows as a lease that moved or expired, later) or follow the watch (a reset
+        or a new sender, whose messages cannot be trusted until the lease is known)."""
         try:
             lease = self.registry.lease()
         except FleetError as err:
             log.debug("job feed: lease unreadable: %s", err)
-            return  # keep the mode: a relay that stopped shows as a lease that moved or expired, later
+            if not keep_mode:
+                with self._lock:
+                    self._enter_watch()
+            return
         with self._lock:
             self._holder = lease.machine_id if lease is not None else None
             self._decide()
@@ -144,18 +153,12 @@ class JobFeed:
                 return
             new = message.source != self._source
             self._source = message.source
-            if message.reset or new or event is None:
-                self._trusted = None
-                self._check_soon()
+            if not (message.reset or new or event is None):
+                if self.mode is Mode.RELAY and message.source == self._trusted:
+                    self._apply(message)
                 return
-            if self.mode is Mode.RELAY and message.source == self._trusted:
-                self._apply(message)
-
-    def _check_soon(self) -> None:
-        """A reset or a new sender: read the lease now (from the check loop), and until then take nothing."""
-        if self.mode is Mode.RELAY:
-            self.jobs.reload()  # nothing relayed by the old sender is trusted now; the watch stays paused
-        self.trigger.fire()
+            self._trusted = None  # nothing from this sender is taken until the lease says it leads
+        self._read_lease_and_decide(keep_mode=False)  # a reset or a new sender: RELAY is entered by a re-read
 
     def _apply(self, message: relayed.Relayed) -> None:
         keys = self.registry.keys

@@ -165,3 +165,37 @@ def test_run_relays_on_each_trigger_in_order() -> None:
     finally:
         stop.set()
         cluster.relay.trigger.fire()
+
+
+def test_run_spaces_out_only_passes_that_wrote() -> None:
+    """With a 30 s gap after a write: passes that wrote nothing (no listener yet; a unit's first write, which
+    concerns no machine) hold nothing back, so B's reset goes out as soon as B is live; the pass after it waits
+    the gap."""
+    cluster = Cluster(B)
+    stop = threading.Event()
+    cluster.jobs.on_change = lambda _event: cluster.relay.trigger.fire()
+    calls: list[int] = []
+    send = cluster.relay.send
+    cluster.relay.send = lambda *a: calls.append(n := send(*a)) or n  # type: ignore[method-assign]
+    live = [A]
+    kwargs = {"jobs": cluster.jobs, "machines": lambda: tuple(live), "is_global": cluster.is_global,
+              "interval": 60.0, "min_gap": 30.0}
+    threads = [threading.Thread(target=cluster.jobs.run, args=(stop,), daemon=True),
+               threading.Thread(target=cluster.relay.run, args=(stop,), daemon=True, kwargs=kwargs)]
+    for thread in threads:
+        thread.start()
+    try:
+        assert wait_until(lambda: len(calls) >= 1 and cluster.jobs.loaded.is_set())
+        cluster.registry.create_unit(unit("u.service", L))
+        assert wait_until(lambda: len(calls) >= 2)
+        live.append(B)
+        cluster.registry.schedule_unit("u.service", B)
+        assert wait_until(lambda: (m := cluster.inbox(B)) is not None and m.reset)
+        assert wait_until(lambda: calls[-1] == 1)
+        count = len(calls)
+        assert set(calls[:-1]) == {0}
+        cluster.registry.set_target_state("u.service", JobState.INACTIVE)
+        assert not wait_until(lambda: len(calls) > count, timeout=0.5)  # held back by the gap after the reset
+    finally:
+        stop.set()
+        cluster.relay.trigger.fire()
