@@ -47,6 +47,21 @@ def agent_environment(record: LabRecord, node: NodeRecord, overrides: Mapping[st
     return env
 
 
+def lab_agent_env(agent_env: Mapping[str, str] | None, agent_ttl: str | None,
+                  environ: Mapping[str, str]) -> dict[str, str]:
+    """What a lab records for its agents: ``agent_env``, ``FLEET_AGENT_TTL`` from ``agent_ttl``, and the
+    ``PYTHONPATH`` of ``environ`` (the process bringing the lab up) unless ``agent_env`` sets one: fleetpyd then
+    imports the same fleetpy tree as that process. Without it a node ran the venv's installed tree whatever the
+    host's ``PYTHONPATH`` said, and A/B runs of one tree against another compared the installed tree with itself
+    on the nodes (bench/PROFILING.md, fifteenth round)."""
+    env = dict(agent_env or {})
+    if agent_ttl is not None:
+        env["FLEET_AGENT_TTL"] = agent_ttl
+    if environ.get("PYTHONPATH") and "PYTHONPATH" not in env:
+        env["PYTHONPATH"] = environ["PYTHONPATH"]
+    return env
+
+
 def start(node: Node, env: Mapping[str, str], binary: str | None = None) -> None:
     binary = binary or fleetpyd_path()
     if not os.access(binary, os.X_OK):

@@ -43,11 +43,10 @@ class Lab:
         """Create the bridge, etcd, the nodes (systemd ``running``), their sshd and (``agents``) fleetpyd.
 
         ``agent_env`` is added to every agent's environment (e.g. ``FLEET_ETCD_KEY_PREFIX``); ``agent_ttl``
-        sets ``FLEET_AGENT_TTL``. On any failure everything created so far is removed before the error rises.
+        sets ``FLEET_AGENT_TTL``; this process's ``PYTHONPATH`` is passed on (``agent.lab_agent_env``). On any
+        failure everything created so far is removed before the error rises.
         """
-        env = dict(agent_env or {})
-        if agent_ttl is not None:
-            env["FLEET_AGENT_TTL"] = agent_ttl
+        env = agent.lab_agent_env(agent_env, agent_ttl, os.environ)
         lifecycle.up(self.paths, self.name, self.host, nodes=nodes, etcd_members=etcd_members, metadata=metadata,
                      agents=agents, agent_env=env, subnet=subnet, progress=progress)
         return self

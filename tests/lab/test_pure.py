@@ -100,6 +100,15 @@ def test_agent_environment() -> None:
     assert env["FLEET_ETCD_KEY_PREFIX"] == "/p"
 
 
+def test_lab_agent_env_passes_on_the_host_pythonpath() -> None:
+    assert agent.lab_agent_env(None, None, {}) == {}
+    assert agent.lab_agent_env({"A": "1"}, "3s", {"PYTHONPATH": "/var/tmp/tree", "HOME": "/root"}) == {
+        "A": "1", "FLEET_AGENT_TTL": "3s", "PYTHONPATH": "/var/tmp/tree"}
+    mine = {"PYTHONPATH": "/mine"}
+    assert agent.lab_agent_env(mine, None, {"PYTHONPATH": "/var/tmp/tree"}) == mine
+    assert agent.lab_agent_env(None, None, {"PYTHONPATH": ""}) == {}
+
+
 def test_node_init_script_order_and_masks() -> None:
     text = scripts.node_init_text("/usr/bin:/bin")
     mounts = [line.strip() for line in text.splitlines() if line.strip().startswith("mount ")]
